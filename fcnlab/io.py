@@ -1,0 +1,202 @@
+"""File I/O for stage outputs: atomic, deterministic, and safe to read back.
+
+Every writer here goes through `atomic_path`: the bytes land in a temporary sibling and are
+renamed into place only when complete, so a killed stage never leaves a half-written output
+that DVC (or the next stage) could mistake for a real one.
+
+Every writer is also deterministic: the same content gives the same bytes (no timestamps in
+JSON, PNG, NumPy or Keras files), which is what lets `dvc repro` skip unchanged stages.
+
+Every reader refuses pickled data (`allow_pickle=False`) and loads Keras models in safe mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from fcnlab.errors import FcnlabError
+
+# A fixed date for every zip member (the earliest a zip file can hold).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    Works for files and for directories (the block creates whichever it wants at the
+    temporary path). On any exception the temporary is removed and `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"internal error: nothing was written for {path}")
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def save_json(path, obj) -> None:
+    """Write `obj` as pretty, key-sorted JSON (floats as Python writes them), atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def load_json(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FcnlabError(f"{path}: file not found; run the stage that writes it first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FcnlabError(f"{path}: not valid JSON ({err}); delete it and rerun its stage") from None
+
+
+def save_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+# --- NumPy arrays -----------------------------------------------------------------------------
+
+
+def save_arrays(directory, **arrays: np.ndarray) -> None:
+    """Write each array as `<directory>/<name>.npy`, replacing the directory atomically."""
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        for name, array in sorted(arrays.items()):
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+
+
+def load_npy(path) -> np.ndarray:
+    """Load one `.npy` file without ever unpickling; every failure names the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FcnlabError(f"{path}: file not found")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise FcnlabError(
+                f"{path}: holds Python objects that need pickle to load, which fcnlab refuses "
+                "for safety; save it again as a plain numeric array (np.save(path, arr.astype(np.uint8)))"
+            ) from None
+        raise FcnlabError(f"{path}: not a readable .npy array ({err}); write it again with np.save") from None
+    except (OSError, EOFError) as err:
+        raise FcnlabError(f"{path}: truncated or corrupt .npy file ({err}); write it again with np.save") from None
+
+
+def load_arrays(directory, *names: str) -> dict[str, np.ndarray]:
+    directory = Path(directory)
+    return {name: load_npy(directory / f"{name}.npy") for name in names}
+
+
+# --- Figures ----------------------------------------------------------------------------------
+
+
+def save_figure(fig, path, dpi: int = 100) -> None:
+    """Save a Matplotlib figure as PNG with no software/date metadata, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+# --- Keras models -----------------------------------------------------------------------------
+
+
+def save_model(model, path) -> None:
+    """Save a Keras model as a `.keras` file whose bytes depend only on the model.
+
+    Keras stamps `date_saved` into the archive's metadata, numbers shared objects by their
+    memory address, and the zip stores file times; all three are made constant here, so retraining with the same seed and data leaves the file unchanged.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model path must end in .keras, got {path}")
+    with atomic_path(path) as tmp:
+        raw = tmp.with_name(tmp.name + ".raw.keras")
+        try:
+            model.save(raw)
+            _rewrite_zip_deterministically(raw, tmp)
+        finally:
+            _remove(raw)
+
+
+def _rewrite_zip_deterministically(source: Path, target: Path) -> None:
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in sorted(zin.namelist()):
+            data = zin.read(name)
+            if name == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata, sort_keys=True).encode()
+            elif name == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data))).encode()
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zout.writestr(info, data)
+
+
+def _renumber_shared_objects(config):
+    """Replace Keras's `shared_object_id`s (Python `id()`s, new every run) by 0, 1, 2, ..."""
+    numbers: dict[int, int] = {}
+
+    def visit(node):
+        if isinstance(node, dict):
+            return {key: (numbers.setdefault(value, len(numbers)) if key == "shared_object_id"
+                          else visit(value)) for key, value in node.items()}
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        return node
+
+    return visit(config)
+
+
+def load_model(path):
+    """Load a `.keras` model in safe mode (no arbitrary code: Lambda layers are refused)."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise FcnlabError(f"{path}: model file not found; run the training stage first")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except ValueError as err:
+        if "lambda" in str(err).lower() or "safe_mode" in str(err):
+            raise FcnlabError(
+                f"{path}: the model contains a Lambda layer (arbitrary Python code); fcnlab loads "
+                "models in Keras safe mode and refuses it. Use a model trained by fcnlab."
+            ) from None
+        raise FcnlabError(f"{path}: not a loadable Keras model ({err})") from None
+    except (OSError, zipfile.BadZipFile) as err:
+        raise FcnlabError(f"{path}: not a readable .keras file ({err}); retrain or re-download it") from None

@@ -1,0 +1,130 @@
+"""Read `params.yaml` and validate every value up front, naming the key that is wrong.
+
+Stage scripts call `load_section("params.yaml", "cae")` and then ask for typed values:
+
+    cae = load_section(params_file, "cae")
+    epochs = cae.integer("epochs", minimum=1)
+
+A wrong value stops the stage before any work with a message such as
+`params.yaml: cae.epochs must be an integer >= 1, got -3`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from fcnlab.errors import FcnlabError
+
+
+def load_params(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FcnlabError(f"{path}: params file not found; run from the project root")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise FcnlabError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise FcnlabError(f"{path}: must be a mapping of sections (mnist:, cae:, ...)")
+    return data
+
+
+def load_section(path, name: str) -> "Section":
+    data = load_params(path)
+    if not isinstance(data.get(name), dict):
+        raise FcnlabError(f"{path}: section '{name}:' is missing or not a mapping")
+    return Section(Path(path).name, name, data[name])
+
+
+class Section:
+    """One params section with typed, range-checked accessors."""
+
+    def __init__(self, file_name: str, name: str, values: dict):
+        self.file_name, self.name, self.values = file_name, name, values
+
+    def _fail(self, key: str, expectation: str):
+        shown = self.values.get(key, "<missing>")
+        raise FcnlabError(
+            f"{self.file_name}: {self.name}.{key} must be {expectation}, got {shown!r}; "
+            f"fix it in {self.file_name}"
+        )
+
+    def _get(self, key: str, expectation: str):
+        if key not in self.values:
+            self._fail(key, expectation)
+        return self.values[key]
+
+    def section(self, key: str) -> "Section":
+        value = self._get(key, "a mapping")
+        if not isinstance(value, dict):
+            self._fail(key, "a mapping")
+        return Section(self.file_name, f"{self.name}.{key}", value)
+
+    def integer(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
+        expectation = "an integer" + _range_text(minimum, maximum)
+        value = self._get(key, expectation)
+        if isinstance(value, bool) or not isinstance(value, int) or not _in_range(value, minimum, maximum):
+            self._fail(key, expectation)
+        return value
+
+    def number(self, key: str, minimum: float | None = None, maximum: float | None = None,
+               exclusive_minimum: bool = False) -> float:
+        expectation = "a number" + _range_text(minimum, maximum, exclusive_minimum)
+        value = self._get(key, expectation)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            self._fail(key, expectation)
+        if not _in_range(value, minimum, maximum) or (exclusive_minimum and value == minimum):
+            self._fail(key, expectation)
+        return float(value)
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key, "true or false")
+        if not isinstance(value, bool):
+            self._fail(key, "true or false")
+        return value
+
+    def string(self, key: str) -> str:
+        value = self._get(key, "a non-empty string")
+        if not isinstance(value, str) or not value.strip():
+            self._fail(key, "a non-empty string")
+        return value
+
+    def int_list(self, key: str, minimum: int | None = None, maximum: int | None = None,
+                 min_length: int = 1, unique: bool = True) -> list[int]:
+        expectation = f"a list of at least {min_length} integers" + _range_text(minimum, maximum)
+        if unique:
+            expectation += " without repeats"
+        value = self._get(key, expectation)
+        if (not isinstance(value, list) or len(value) < min_length
+                or any(isinstance(v, bool) or not isinstance(v, int) or not _in_range(v, minimum, maximum)
+                       for v in value)
+                or (unique and len(set(value)) != len(value))):
+            self._fail(key, expectation)
+        return list(value)
+
+    def number_pairs(self, key: str) -> list[tuple[float, float]]:
+        expectation = "a list of [z1, z2] number pairs"
+        value = self._get(key, expectation)
+        ok = isinstance(value, list) and all(
+            isinstance(p, list) and len(p) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in value)
+        if not ok:
+            self._fail(key, expectation)
+        return [(float(a), float(b)) for a, b in value]
+
+
+def _in_range(value, minimum, maximum) -> bool:
+    return (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+
+
+def _range_text(minimum, maximum, exclusive_minimum: bool = False) -> str:
+    low = ">" if exclusive_minimum else ">="
+    if minimum is not None and maximum is not None:
+        return f" in [{minimum}, {maximum}]" if not exclusive_minimum else f" in ({minimum}, {maximum}]"
+    if minimum is not None:
+        return f" {low} {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""

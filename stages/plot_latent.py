@@ -1,0 +1,50 @@
+"""plot-latent: the CAE's 2-D latent space: scatter, decoded points, manifold, k-NN accuracy."""
+
+import numpy as np
+
+from fcnlab.cae_figures import decoded_points_figure, latent_scatter_figure, manifold_figure
+from fcnlab.errors import FcnlabError
+from fcnlab.io import load_arrays, load_model, save_figure, save_json, save_text
+from fcnlab.latent import decode, encode, knn_accuracy, latent_grid, median_latent_per_digit
+from fcnlab.params import load_section
+from fcnlab.stage import run_stage
+
+
+def main(args):
+    latent = load_section(args.params, "latent")
+    manifold_size = latent.integer("manifold_size", minimum=2, maximum=40)
+    k = latent.integer("knn_k", minimum=1)
+    n_scatter = latent.integer("scatter_points", minimum=1)
+    seed = latent.integer("seed", minimum=0)
+    auto_points = latent.values.get("decode_points") == "auto"
+    fixed_points = None if auto_points else latent.number_pairs("decode_points")
+
+    data = load_arrays(args.data, "train_x", "train_y", "test_x", "test_y")
+    encoder, decoder = load_model(args.encoder), load_model(args.decoder)
+    train_z, test_z = encode(encoder, data["train_x"]), encode(encoder, data["test_x"])
+    test_y = data["test_y"]
+    if k > len(train_z):
+        raise FcnlabError(f"params.yaml: latent.knn_k={k} exceeds the {len(train_z)} train images; lower it")
+
+    # The seed draws 500 random test latents; a seeded draw keeps the figure reproducible.
+    shown = np.sort(np.random.default_rng(seed).permutation(len(test_z))[:n_scatter])
+    points = (np.array(list(median_latent_per_digit(test_z, test_y).values())) if auto_points
+              else np.array(fixed_points))
+    z1, z2 = latent_grid(test_z, manifold_size)
+    grid_points = np.array([(a, b) for b in z2 for a in z1])
+
+    save_text(args.scatter_csv, "z1,z2,digit\n" + "".join(
+        f"{a:.6f},{b:.6f},{d}\n" for (a, b), d in zip(test_z, test_y)))
+    save_figure(latent_scatter_figure(test_z[shown], test_y[shown]), args.scatter_png)
+    save_figure(decoded_points_figure(test_z[shown], test_y[shown], points, decode(decoder, points)),
+                args.decoded_png)
+    save_figure(manifold_figure(z1, z2, decode(decoder, grid_points)), args.manifold_png)
+    accuracy = knn_accuracy(train_z, data["train_y"], test_z, test_y, k)
+    save_json(args.metrics, {"knn_accuracy": round(accuracy, 6), "knn_k": k,
+                             "decoded_points": [[round(float(a), 6), round(float(b), 6)] for a, b in points]})
+    print(f"plot-latent: {k}-NN accuracy of 2-D test latents {accuracy:.3f}")
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__, paths=["data", "encoder", "decoder", "scatter_csv", "scatter_png",
+                                    "decoded_png", "manifold_png", "metrics"])

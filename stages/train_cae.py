@@ -1,0 +1,37 @@
+"""train-cae: train the seed's convolutional autoencoder; save encoder, decoder, metrics, figure."""
+
+from fcnlab.cae_figures import reconstruction_figure
+from fcnlab.cae_training import reconstruct, reconstruction_metrics, train_cae
+from fcnlab.io import load_arrays, save_figure, save_json, save_model
+from fcnlab.params import load_section
+from fcnlab.reproducibility import seed_everything
+from fcnlab.stage import run_stage
+from fcnlab.tracking import live_callback
+
+
+def main(args):
+    cae = load_section(args.params, "cae")
+    epochs = cae.integer("epochs", minimum=1)
+    batch_size = cae.integer("batch_size", minimum=1)
+    learning_rate = cae.number("learning_rate", minimum=0.0, exclusive_minimum=True)
+    seed = cae.integer("seed", minimum=0)
+    n_examples = cae.integer("n_examples", minimum=1, maximum=32)
+
+    data = load_arrays(args.data, "train_x", "test_x", "test_y")
+    seed_everything(seed)
+    encoder, decoder = train_cae(data["train_x"], data["test_x"], epochs, batch_size, learning_rate,
+                                 callbacks=[live_callback(args.live)])
+
+    metrics = {split: reconstruction_metrics(data[f"{split}_x"], reconstruct(encoder, decoder, data[f"{split}_x"]))
+               for split in ("train", "test")}
+    examples = data["test_x"][:n_examples]
+    save_figure(reconstruction_figure(examples, reconstruct(encoder, decoder, examples),
+                                      data["test_y"][:n_examples]), args.figure)
+    save_model(encoder, args.encoder)
+    save_model(decoder, args.decoder)
+    save_json(args.metrics, metrics)
+    print(f"train-cae: test MSE {metrics['test']['mse']:.5f}, PSNR {metrics['test']['psnr_db']:.2f} dB")
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__, paths=["data", "encoder", "decoder", "live", "metrics", "figure"])
