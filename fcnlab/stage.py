@@ -12,13 +12,9 @@ every output is written atomically nothing half-written is left for it to cache.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from fcnlab.errors import FcnlabError
-
-# Quiet TensorFlow's C++ start-up banner before anything imports it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def run_stage(main, description: str, paths: list[str]) -> None:
