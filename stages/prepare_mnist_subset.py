@@ -10,7 +10,7 @@ def main(args):
     mnist = load_section(args.params, "mnist")
     source = mnist.string("source")
     digits = mnist.int_list("digits", minimum=0, maximum=9)
-    test_fraction = mnist.number("test_fraction", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    test_fraction = mnist.number("test_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True)
     seed = mnist.integer("seed", minimum=0)
 
     raw = load_mnist(source, test_fraction, seed)

@@ -1,0 +1,29 @@
+"""Shared test helpers: the project root, and running a stage script as DVC would."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *args: str, cwd=ROOT, env_extra=None, timeout=600):
+    """Run `python stages/<script> args...` in a subprocess; return the CompletedProcess."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def offline_env(tmp_path):
+    """Environment in which every download goes to a closed port on 127.0.0.1 and fails at once.
+
+    The real download code runs (and fails the way it does for a user without internet), but
+    no packet leaves this machine and no cached copy in ~/.keras is found.
+    """
+    dead = "http://127.0.0.1:9"
+    return {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead,
+            "NO_PROXY": "", "no_proxy": "", "KERAS_HOME": str(tmp_path / "keras_home")}
