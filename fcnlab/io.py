@@ -82,6 +82,16 @@ def save_text(path, text: str) -> None:
         tmp.write_text(text)
 
 
+def save_csv(path, rows: list[dict]) -> None:
+    """Rows of equal keys as CSV (header from the first row's keys; None written empty)."""
+    if not rows:
+        raise ValueError(f"no rows to write to {path}")
+    columns = list(rows[0])
+    lines = [",".join(columns)]
+    lines += [",".join("" if row[c] is None else str(row[c]) for c in columns) for row in rows]
+    save_text(path, "\n".join(lines) + "\n")
+
+
 # --- NumPy arrays -----------------------------------------------------------------------------
 
 
@@ -121,13 +131,25 @@ def load_arrays(directory, *names: str) -> dict[str, np.ndarray]:
 
 def save_figure(fig, path, dpi: int = 100) -> None:
     """Save a Matplotlib figure as PNG with no software/date metadata, atomically, and close it."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_png_bytes(fig, dpi))
+
+
+def save_figures(directory, figures: dict, dpi: int = 100) -> None:
+    """Save {file name: figure} as PNGs in `directory`, replacing the directory atomically."""
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        for name, fig in sorted(figures.items()):
+            (tmp / name).write_bytes(_png_bytes(fig, dpi))
+
+
+def _png_bytes(fig, dpi: int) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
 
 
 # --- Keras models -----------------------------------------------------------------------------

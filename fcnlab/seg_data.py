@@ -1,0 +1,389 @@
+"""Segmentation data for FCN-8s: three sources, one output layout.
+
+    demo     generated offline: real MNIST digits camouflaged in clutter painted like them
+             (see `fcnlab.demo_scenes`); the digit is the foreground
+    npy      the seed's files in one folder:
+                 seg_train_imgs.npy     N x H x W x 3 images
+                 seg_train_labels.npy   N x H x W x 2 one-hot labels, channel 1 = foreground
+                 seg_test_imgs.npy      M x H' x W' x 3 (read only with the test labels)
+                 seg_test_labels.npy    optional; without it the test split IS the val split
+    folder   images/ and masks/ subfolders whose files pair up by name (stem), e.g.
+             images/017.png + masks/017.png; any format Pillow reads
+
+Whatever the source, the result is a `SegSplits`: uint8 RGB images shaped N x S x S x 3 and
+uint8 masks shaped N x S x S with 1 = foreground, 0 = background, for S = image_size.
+
+Resizing: every image is resized (not padded or cropped) to S x S, so the aspect ratio is
+not kept: images with Pillow's bilinear filter, masks by nearest neighbour so they stay
+binary. S must be a multiple of 32 because FCN-8s downsamples by 32.
+
+Splits are seeded: the same files, fractions and seed give the same split.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fcnlab import demo_scenes
+from fcnlab.errors import FcnlabError
+from fcnlab.io import load_npy
+from fcnlab.mnist_data import embedded_mnist
+
+SOURCES = ("demo", "npy", "folder")
+TRAIN_IMAGES, TRAIN_LABELS = "seg_train_imgs.npy", "seg_train_labels.npy"
+TEST_IMAGES, TEST_LABELS = "seg_test_imgs.npy", "seg_test_labels.npy"
+SPLIT_NAMES = ("train", "val", "test")
+NAMES_SHOWN = 5  # how many offending file names an error lists
+
+
+@dataclass
+class SegSplits:
+    train_images: np.ndarray  # N x S x S x 3 uint8, RGB 0..255
+    train_masks: np.ndarray   # N x S x S uint8, 1 = foreground, 0 = background
+    val_images: np.ndarray
+    val_masks: np.ndarray
+    test_images: np.ndarray
+    test_masks: np.ndarray
+    test_split_note: str      # where the test split came from, for the summary
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The six arrays by field name (the stage saves each as `<name>.npy`)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)
+                if field.name != "test_split_note"}
+
+
+# --- Source 1: demo scenes --------------------------------------------------------------------
+
+
+def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, seed: int) -> SegSplits:
+    """Generated scenes, each hiding one real MNIST digit in look-alike clutter.
+
+    Each split draws its digits (and the digit fragments in its clutter) from its own MNIST
+    images, disjoint from the other splits'. Same arguments, same bytes.
+    """
+    _check_image_size(image_size)
+    _check_seed(seed)
+    digits = _mnist_digits()
+    pools = demo_digit_indices(n_train, n_val, n_test, seed, available=len(digits))
+    arrays = []
+    for split_number, pool in enumerate(pools, start=1):
+        rng = np.random.default_rng([seed, split_number])
+        arrays += demo_scenes.render_scenes(rng, digits[pool], image_size)
+    return SegSplits(*arrays, test_split_note="demo scenes (digits disjoint from train and val)")
+
+
+def demo_digit_indices(n_train: int, n_val: int, n_test: int, seed: int,
+                       available: int) -> list[np.ndarray]:
+    """Indices into the embedded MNIST digits for train, val and test: seeded, disjoint."""
+    counts = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+    for key, count in counts.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise FcnlabError(f"params.yaml: seg.demo.{key} must be an integer >= 1, got {count!r}")
+    if sum(counts.values()) > available:
+        raise FcnlabError(
+            f"params.yaml: seg.demo asks for {sum(counts.values())} scenes but only {available} "
+            "MNIST digits are embedded (each scene needs its own); lower seg.demo.n_train/n_val/n_test")
+    order = np.random.default_rng(seed).permutation(available)
+    return np.split(order[:sum(counts.values())], [n_train, n_train + n_val])
+
+
+@functools.cache
+def _mnist_digits() -> np.ndarray:
+    """N x 28 x 28 uint8 embedded MNIST digits, read once per process (parsing takes seconds)."""
+    digits, _ = embedded_mnist()
+    digits.flags.writeable = False
+    return digits
+
+
+# --- Source 2: the seed's .npy files ----------------------------------------------------------
+
+
+def load_npy_source(folder, image_size: int, val_fraction: float, seed: int) -> SegSplits:
+    """The seed's `seg_*.npy` files: train/val by a seeded `val_fraction`, test from the test files.
+
+    Images may be uint8 (or any integer type) in 0..255, or float: a float file whose
+    largest value is <= 1 is read as 0..1, otherwise as 0..255 (the choice is per file).
+    Labels are one-hot N x H x W x 2 (0/1 in any numeric type); channel 1 is the foreground.
+    Without seg_test_labels.npy the validation split doubles as the test split.
+    """
+    _check_image_size(image_size)
+    _check_fraction("val_fraction", val_fraction)
+    _check_seed(seed)
+    folder = _existing_folder(folder, f"an npy source needs {TRAIN_IMAGES} and {TRAIN_LABELS} in it")
+
+    images, masks = _load_npy_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS, image_size)
+    train, val, _ = split_indices(len(images), seed, folder / TRAIN_IMAGES, val_fraction)
+
+    if (folder / TEST_LABELS).exists():
+        if not (folder / TEST_IMAGES).exists():
+            raise FcnlabError(f"{folder / TEST_IMAGES}: file not found, but {TEST_LABELS} is there; "
+                              f"add the test images or remove {TEST_LABELS}")
+        test_images, test_masks = _load_npy_pair(folder / TEST_IMAGES, folder / TEST_LABELS, image_size)
+        note = TEST_LABELS
+    else:
+        test_images, test_masks = images[val].copy(), masks[val].copy()
+        note = f"validation split (no {TEST_LABELS} given)"
+    return SegSplits(images[train], masks[train], images[val], masks[val],
+                     test_images, test_masks, test_split_note=note)
+
+
+def _load_npy_pair(images_path: Path, labels_path: Path, image_size: int):
+    """(N x S x S x 3 uint8 images, N x S x S uint8 masks) from one imgs/labels pair of files."""
+    for path in (images_path, labels_path):
+        if not path.is_file():
+            raise FcnlabError(f"{path}: file not found; an npy source folder needs "
+                              f"{TRAIN_IMAGES}, {TRAIN_LABELS}, {TEST_IMAGES} (+ optional {TEST_LABELS})")
+    images = _npy_images_as_uint8(load_npy(images_path), images_path)    # N x H x W x 3
+    masks = _npy_one_hot_as_mask(load_npy(labels_path), labels_path)     # N x H x W
+    if len(images) != len(masks):
+        raise FcnlabError(f"{labels_path}: {len(masks)} labels for {len(images)} images in "
+                          f"{images_path.name}; both files must hold the same number of examples")
+    if images.shape[1:3] != masks.shape[1:3]:
+        raise FcnlabError(f"{labels_path}: labels are {masks.shape[1]} x {masks.shape[2]} pixels but the "
+                          f"images in {images_path.name} are {images.shape[1]} x {images.shape[2]}; "
+                          "each label must match its image's height and width")
+    return (np.stack([resize_image(image, image_size) for image in images]),
+            np.stack([resize_mask(mask, image_size) for mask in masks]))
+
+
+def _npy_images_as_uint8(images: np.ndarray, path: Path) -> np.ndarray:
+    """N x H x W x 3 numeric -> uint8 0..255 (floats in 0..1 are scaled by 255)."""
+    if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        raise FcnlabError(f"{path}: shape {images.shape}; images must be N x H x W x 3 (RGB, N >= 1); "
+                          "stack grayscale images three times along the last axis")
+    _check_numeric(images, path, "images", allow_bool=False)
+    if not np.all(np.isfinite(images)):
+        raise FcnlabError(f"{path}: images contain NaN or Inf pixels; replace them "
+                          "(e.g. np.nan_to_num) and save again")
+    low, high = images.min(), images.max()
+    if low < 0 or high > 255:
+        raise FcnlabError(f"{path}: pixel values span {low}..{high}; images must be 0..255 "
+                          "(or floats in 0..1)")
+    if np.issubdtype(images.dtype, np.floating) and high <= 1:
+        images = images * 255.0
+    return np.rint(images).astype(np.uint8)
+
+
+def _npy_one_hot_as_mask(labels: np.ndarray, path: Path) -> np.ndarray:
+    """N x H x W x 2 one-hot -> N x H x W uint8, 1 where channel 1 (foreground) is set."""
+    if labels.ndim != 4 or labels.shape[-1] != 2:
+        raise FcnlabError(f"{path}: shape {labels.shape}; labels must be one-hot N x H x W x 2 "
+                          "(channel 0 = background, channel 1 = foreground)")
+    _check_numeric(labels, path, "labels", allow_bool=True)
+    if not (np.all((labels == 0) | (labels == 1)) and np.all(labels.sum(axis=-1) == 1)):
+        raise FcnlabError(f"{path}: labels are not one-hot (each pixel needs exactly one 1 across its 2 "
+                          "channels, the rest 0); build them as np.stack([1 - mask, mask], axis=-1)")
+    return (labels[..., 1] == 1).astype(np.uint8)
+
+
+def _check_numeric(array: np.ndarray, path: Path, what: str, allow_bool: bool) -> None:
+    numeric = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    if not (numeric or (allow_bool and array.dtype == bool)):
+        raise FcnlabError(f"{path}: dtype {array.dtype}; {what} must be numbers (uint8 or float)")
+
+
+# --- Source 3: a folder of image and mask files -----------------------------------------------
+
+
+def load_folder_source(folder, image_size: int, foreground_value: int, val_fraction: float,
+                       test_fraction: float, seed: int) -> SegSplits:
+    """`folder/images/*` and `folder/masks/*`, paired by file stem, split train/val/test by seed.
+
+    Images: any mode Pillow reads with 8-bit channels (grayscale, RGB, RGBA, palette, ...),
+    converted to RGB (alpha dropped), any size, each resized to S x S.
+
+    Masks must be lossless (PNG, TIFF, BMP; not JPEG) and the same size as their image.
+    They are read as grayscale (palette masks by palette index, as class-index PNGs store
+    them). If their values are all in {0, 255} they become {0, 1}; values in {0, 1} stay;
+    anything else is an error. Then foreground = (mask == foreground_value): 1 for the usual
+    masks, 0 for masks that mark the foreground black (e.g. the ISBI 2012 membranes).
+    """
+    _check_image_size(image_size)
+    if isinstance(foreground_value, bool) or foreground_value not in (0, 1):
+        raise FcnlabError(f"params.yaml: seg.foreground_value must be 0 or 1 (the mask value, after "
+                          f"0/255 -> 0/1, that marks foreground), got {foreground_value!r}")
+    _check_fraction("val_fraction", val_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    if val_fraction + test_fraction >= 1:
+        raise FcnlabError(f"params.yaml: seg.val_fraction + seg.test_fraction must be below 1 (the rest "
+                          f"trains), got {val_fraction} + {test_fraction}; lower them")
+    _check_seed(seed)
+    folder = _existing_folder(folder, "a folder source needs images/ and masks/ inside it")
+
+    image_files = image_files_by_stem(folder / "images")
+    mask_files = image_files_by_stem(folder / "masks")
+    stems = _paired_stems(image_files, mask_files, folder)
+    pairs = [read_image_and_mask(image_files[stem], mask_files[stem], image_size, foreground_value)
+             for stem in stems]
+    images = np.stack([image for image, _ in pairs])    # N x S x S x 3
+    masks = np.stack([mask for _, mask in pairs])       # N x S x S
+
+    train, val, test = split_indices(len(stems), seed, folder, val_fraction, test_fraction)
+    return SegSplits(images[train], masks[train], images[val], masks[val], images[test], masks[test],
+                     test_split_note=f"seeded split of {folder.name}/ (test_fraction {test_fraction})")
+
+
+def image_files_by_stem(directory: Path) -> dict[str, Path]:
+    """{stem: path} of the files in `directory` that Pillow can read by extension, sorted by stem.
+
+    Hidden files and other files (notes, .DS_Store, Thumbs.db) are ignored.
+    """
+    if not directory.is_dir():
+        raise FcnlabError(f"{directory}: folder not found; a folder source needs images/ and masks/ "
+                          "subfolders whose files pair up by name")
+    extensions = Image.registered_extensions()
+    files = sorted(path for path in directory.iterdir()
+                   if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in extensions)
+    if not files:
+        raise FcnlabError(f"{directory}: no image files in it (PNG, JPEG, TIFF, ...); put the images there")
+    by_stem: dict[str, Path] = {}
+    for path in files:
+        if path.stem in by_stem:
+            raise FcnlabError(f"{path}: two files share the name {path.stem!r} ({by_stem[path.stem].name} "
+                              f"and {path.name}); keep one per name so images and masks pair up")
+        by_stem[path.stem] = path
+    return dict(sorted(by_stem.items()))
+
+
+def _paired_stems(image_files: dict[str, Path], mask_files: dict[str, Path], folder: Path) -> list[str]:
+    """The stems, each with both an image and a mask; an unpaired file on either side is an error."""
+    _fail_if_unpaired(folder / "images", image_files, mask_files, partner_folder="masks")
+    _fail_if_unpaired(folder / "masks", mask_files, image_files, partner_folder="images")
+    return list(image_files)
+
+
+def _fail_if_unpaired(directory: Path, files: dict[str, Path], partners: dict[str, Path],
+                      partner_folder: str) -> None:
+    unpaired = [path.name for stem, path in files.items() if stem not in partners]
+    if unpaired:
+        shown = ", ".join(unpaired[:NAMES_SHOWN])
+        if len(unpaired) > NAMES_SHOWN:
+            shown += f" and {len(unpaired) - NAMES_SHOWN} more"
+        raise FcnlabError(f"{directory}: {len(unpaired)} file(s) have no file of the same name in "
+                          f"{partner_folder}/: {shown}; add their {partner_folder} or remove them")
+
+
+def read_image_and_mask(image_path: Path, mask_path: Path, image_size: int, foreground_value: int):
+    """(S x S x 3 uint8 image, S x S uint8 mask in {0, 1}) for one pair of files."""
+    image = _open_image(image_path)
+    mask = _open_image(mask_path)
+    if image.size != mask.size:
+        raise FcnlabError(f"{mask_path}: mask is {mask.size[0]} x {mask.size[1]} pixels but its image "
+                          f"{image_path.name} is {image.size[0]} x {image.size[1]}; "
+                          "a mask must match its image")
+    rgb = resize_image(_as_rgb(image, image_path), image_size)
+    binary = _as_binary_mask(mask, mask_path)
+    return rgb, resize_mask((binary == foreground_value).astype(np.uint8), image_size)
+
+
+def _open_image(path: Path) -> Image.Image:
+    """The decoded image (pixels loaded, file closed); unreadable files raise FcnlabError."""
+    if path.stat().st_size == 0:
+        raise FcnlabError(f"{path}: empty (0-byte) file; replace it with the real image or delete it")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except Image.DecompressionBombError as err:
+        raise FcnlabError(f"{path}: too large to decode safely ({err}); downscale it first") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise FcnlabError(f"{path}: not a readable image ({err}); replace it or delete it") from None
+
+
+def _as_rgb(image: Image.Image, path: Path) -> np.ndarray:
+    """H x W x 3 uint8 from an 8-bit Pillow image of any mode (alpha dropped)."""
+    if image.mode.startswith(("I", "F")):
+        raise FcnlabError(f"{path}: {image.mode} pixels (16/32-bit or float); fcnlab reads 8-bit images, "
+                          "so convert it to 8-bit (e.g. PNG saved from a uint8 array)")
+    return np.asarray(image.convert("RGB"))
+
+
+def _as_binary_mask(mask: Image.Image, path: Path) -> np.ndarray:
+    """H x W uint8 {0, 1}: grayscale (or palette-index) values {0, 255} or {0, 1} as 0/1."""
+    raw = mask.mode == "P" or mask.mode.startswith(("I", "F"))
+    values = np.asarray(mask) if raw else np.asarray(mask.convert("L"))   # H x W
+    present = np.unique(values)
+    if set(present.tolist()) <= {0, 1}:
+        return values.astype(np.uint8)
+    if set(present.tolist()) <= {0, 255}:
+        return (values == 255).astype(np.uint8)
+    odd = ", ".join(str(v) for v in present[(present != 0) & (present != 1) & (present != 255)][:NAMES_SHOWN])
+    raise FcnlabError(f"{path}: mask has values other than 0/1 or 0/255 (e.g. {odd}); save masks "
+                      "losslessly (PNG, not JPEG) with only 0 and 255 (or 0 and 1)")
+
+
+# --- Shared: checks, resizing, splitting, summary ---------------------------------------------
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """H x W x 3 uint8 -> S x S x 3 uint8, Pillow bilinear (antialiased when shrinking)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """H x W uint8 {0, 1} -> S x S uint8 {0, 1}, nearest neighbour (stays binary)."""
+    if mask.shape == (size, size):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+
+
+def split_indices(n: int, seed: int, origin, val_fraction: float, test_fraction: float = 0.0):
+    """Seeded (train, val, test) index arrays, each sorted; test is empty if test_fraction is 0.
+
+    val gets round(val_fraction * n) examples, test round(test_fraction * n), train the rest;
+    each requested split must get at least one.
+    """
+    n_val, n_test = round(val_fraction * n), round(test_fraction * n)
+    n_train = n - n_val - n_test
+    if n_train < 1 or n_val < 1 or (test_fraction > 0 and n_test < 1):
+        test_text = f", test_fraction {test_fraction} -> test {n_test}" if test_fraction else ""
+        raise FcnlabError(
+            f"{origin}: {n} labelled image(s) are too few to split (val_fraction {val_fraction} -> "
+            f"val {n_val}{test_text}, train {n_train}); every split needs at least one image: "
+            "add images or change the fractions in params.yaml (seg:)")
+    order = np.random.default_rng(seed).permutation(n)
+    test, val, train = np.split(order, [n_test, n_test + n_val])
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def segmentation_summary(splits: SegSplits) -> dict:
+    """JSON-able counts and foreground fractions per split, for the prepare-seg metrics file."""
+    summary = {"image_size": int(splits.train_images.shape[1]), "test_split_note": splits.test_split_note}
+    for name in SPLIT_NAMES:
+        masks = getattr(splits, f"{name}_masks")
+        summary[name] = {"count": int(len(masks)),
+                         "foreground_fraction": round(float(masks.mean()), 6) if masks.size else 0.0}
+    return summary
+
+
+def _check_image_size(image_size) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32 or image_size % 32:
+        raise FcnlabError(f"params.yaml: seg.image_size must be a multiple of 32 and >= 32 (FCN-8s "
+                          f"downsamples by 32), got {image_size!r}; use e.g. 128 or 224")
+
+
+def _check_fraction(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise FcnlabError(f"params.yaml: seg.{key} must be a number between 0 and 1 (exclusive), "
+                          f"got {value!r}; e.g. 0.2")
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise FcnlabError(f"params.yaml: seg.seed must be an integer >= 0, got {seed!r}")
+
+
+def _existing_folder(folder, needs: str) -> Path:
+    if folder is None:
+        raise FcnlabError(f"params.yaml: seg.path is not set; {needs}; set seg.path to that folder")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FcnlabError(f"{folder}: folder not found; {needs}; fix seg.path in params.yaml")
+    return folder

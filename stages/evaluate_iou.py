@@ -1,0 +1,35 @@
+"""evaluate-iou: IoU, Dice, accuracy, precision/recall of the FCN on the test split, next to
+trivial baselines; per-image scores; IoU as a function of the decision threshold."""
+
+from fcnlab.fcn_training import predict_foreground
+from fcnlab.io import load_arrays, load_model, save_arrays, save_csv, save_json
+from fcnlab.params import load_section
+from fcnlab.seg_metrics import (baselines, iou_vs_threshold, per_image_metrics, predict_masks,
+                                segmentation_metrics)
+from fcnlab.stage import run_stage
+
+
+def main(args):
+    evaluate = load_section(args.params, "evaluate")
+    threshold = evaluate.number("threshold", minimum=0.0, maximum=1.0)
+    n_thresholds = evaluate.integer("n_thresholds", minimum=2, maximum=1001)
+
+    data = load_arrays(args.data, "train_images", "train_masks", "test_images", "test_masks")
+    model = load_model(args.model)
+    fg_probs = predict_foreground(model, data["test_images"])                    # N x H x W
+    predicted = predict_masks(fg_probs, threshold)
+
+    model_metrics = segmentation_metrics(data["test_masks"], predicted)
+    save_arrays(args.predictions, test_fg_probs=fg_probs)
+    save_csv(args.per_image, per_image_metrics(data["test_masks"], predicted))
+    save_csv(args.threshold_curve, iou_vs_threshold(data["test_masks"], fg_probs, n_thresholds))
+    save_json(args.metrics, {
+        "threshold": threshold, "n_test_images": int(len(predicted)), "model": model_metrics,
+        "baselines": baselines(data["test_masks"], data["test_images"], data["train_images"], data["train_masks"]),
+    })
+    print(f"evaluate-iou: mean IoU {model_metrics['mean_iou']}, foreground IoU "
+          f"{model_metrics['iou']['foreground']}, Dice {model_metrics['dice']} on {len(predicted)} test images")
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__, paths=["data", "model", "predictions", "per_image", "threshold_curve", "metrics"])

@@ -1,0 +1,44 @@
+"""prepare-seg: build train/val/test segmentation arrays from `seg.source` at `seg.image_size`."""
+
+from fcnlab.errors import FcnlabError
+from fcnlab.io import save_arrays, save_json
+from fcnlab.params import load_section
+from fcnlab.seg_data import (demo_segmentation, load_folder_source, load_npy_source,
+                             segmentation_summary)
+from fcnlab.stage import run_stage
+
+SOURCES = ("demo", "npy", "folder")
+
+
+def main(args):
+    seg = load_section(args.params, "seg")
+    source = seg.string("source")
+    if source not in SOURCES:
+        raise FcnlabError(f"params.yaml: seg.source must be one of {', '.join(SOURCES)}, got {source!r}")
+    image_size = seg.integer("image_size", minimum=32, maximum=1024)
+    seed = seg.integer("seed", minimum=0)
+
+    if source == "demo":
+        demo = seg.section("demo")
+        splits = demo_segmentation(demo.integer("n_train", minimum=1), demo.integer("n_val", minimum=1),
+                                   demo.integer("n_test", minimum=1), image_size, seed)
+    else:
+        folder = seg.string("path")
+        val_fraction = seg.number("val_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True)
+        if source == "npy":
+            splits = load_npy_source(folder, image_size, val_fraction, seed)
+        else:
+            splits = load_folder_source(folder, image_size, seg.integer("foreground_value", minimum=0, maximum=1),
+                                        val_fraction,
+                                        seg.number("test_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True),
+                                        seed)
+    save_arrays(args.out, **splits.arrays())
+    summary = {"source": source, **segmentation_summary(splits)}
+    save_json(args.summary, summary)
+    print(f"prepare-seg: {len(splits.train_images)} train / {len(splits.val_images)} val / "
+          f"{len(splits.test_images)} test images at {image_size} px from {source}; "
+          f"test labels: {splits.test_split_note}")
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__, paths=["out", "summary"])

@@ -1,0 +1,44 @@
+"""render-overlays: the seed's prediction figure for chosen test images, and best/worst-by-IoU grids."""
+
+import numpy as np
+
+from fcnlab.errors import FcnlabError
+from fcnlab.io import load_arrays, save_figures
+from fcnlab.params import load_section
+from fcnlab.seg_figures import prediction_figure, ranked_grid_figure
+from fcnlab.seg_metrics import per_image_metrics, predict_masks
+from fcnlab.stage import run_stage
+
+
+def main(args):
+    threshold = load_section(args.params, "evaluate").number("threshold", minimum=0.0, maximum=1.0)
+    overlays = load_section(args.params, "overlays")
+    examples = overlays.int_list("examples", minimum=0)
+    n_ranked = overlays.integer("n_best_worst", minimum=1, maximum=16)
+
+    data = load_arrays(args.data, "test_images", "test_masks")
+    fg_probs = load_arrays(args.predictions, "test_fg_probs")["test_fg_probs"]
+    images, truth = data["test_images"], data["test_masks"]
+    predicted = predict_masks(fg_probs, threshold)
+    too_big = [i for i in examples if i >= len(images)]
+    if too_big:
+        raise FcnlabError(f"params.yaml: overlays.examples {too_big} exceed the {len(images)} test images "
+                          f"(indices 0..{len(images) - 1}); choose smaller indices")
+
+    ious = np.array([row["iou"] for row in per_image_metrics(truth, predicted)])
+    order = np.argsort(-ious, kind="stable")                                   # best first
+    n_ranked = min(n_ranked, len(images))
+
+    figures = {f"example_{i}.png": prediction_figure(images[i], truth[i], predicted[i],
+                                                     f"test image #{i}: IoU {ious[i]:.2f}")
+               for i in examples}
+    figures["best_by_iou.png"] = ranked_grid_figure(images, truth, predicted, order[:n_ranked], ious,
+                                                    f"Best {n_ranked} test images by foreground IoU")
+    figures["worst_by_iou.png"] = ranked_grid_figure(images, truth, predicted, order[::-1][:n_ranked], ious,
+                                                     f"Worst {n_ranked} test images by foreground IoU")
+    save_figures(args.figures, figures)
+    print(f"render-overlays: {len(figures)} figures in {args.figures}")
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__, paths=["data", "predictions", "figures"])

@@ -1,0 +1,48 @@
+"""train-fcn: train the seed's FCN-8s on the prepared segmentation data; save the whole model."""
+
+import numpy as np
+
+from fcnlab.errors import FcnlabError
+from fcnlab.fcn import fcn8s_vgg16
+from fcnlab.fcn_training import train_fcn
+from fcnlab.io import load_arrays, save_json, save_model
+from fcnlab.params import load_section
+from fcnlab.reproducibility import seed_everything
+from fcnlab.stage import run_stage
+from fcnlab.tracking import live_callback
+
+
+def main(args):
+    fcn = load_section(args.params, "fcn")
+    encoder_weights = fcn.string("encoder_weights")
+    config = {
+        "head_width": fcn.integer("head_width", minimum=1),
+        "freeze_encoder": fcn.boolean("freeze_encoder"),
+        "score_relu": fcn.boolean("score_relu"),
+        "vgg_preprocessing": fcn.boolean("vgg_preprocessing"),
+    }
+    epochs = fcn.integer("epochs", minimum=1)
+    batch_size = fcn.integer("batch_size", minimum=1)
+    learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
+    seed = fcn.integer("seed", minimum=0)
+
+    data = load_arrays(args.data, "train_images", "train_masks", "val_images", "val_masks")
+    if data["train_images"].shape[1] % 32:
+        raise FcnlabError(f"{args.data}: images are {data['train_images'].shape[1]} px; FCN-8s needs a "
+                          "multiple of 32: set seg.image_size accordingly and rerun prepare-seg")
+    seed_everything(seed)
+    model = fcn8s_vgg16(n_classes=2, encoder_weights=encoder_weights, **config)
+    train_fcn(model, data["train_images"], data["train_masks"], data["val_images"], data["val_masks"],
+              epochs, batch_size, learning_rate, callbacks=[live_callback(args.live)])
+    save_model(model, args.model)
+    save_json(args.metrics, {
+        "encoder_weights": encoder_weights, **config,
+        "parameters": {"total": int(model.count_params()),
+                       "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights))},
+    })
+    print(f"train-fcn: saved {args.model} ({model.count_params():,} parameters, encoder {encoder_weights}, "
+          f"{'frozen' if config['freeze_encoder'] else 'trainable'})")
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__, paths=["data", "model", "live", "metrics"])
