@@ -3,11 +3,9 @@
 from fcnlab.errors import FcnlabError
 from fcnlab.io import save_arrays, save_json
 from fcnlab.params import load_section
-from fcnlab.seg_data import (demo_segmentation, load_folder_source, load_npy_source,
+from fcnlab.seg_data import (SOURCES, demo_segmentation, load_folder_source, load_npy_source,
                              segmentation_summary)
 from fcnlab.stage import run_stage
-
-SOURCES = ("demo", "npy", "folder")
 
 
 def main(args):
