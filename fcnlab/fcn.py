@@ -209,10 +209,14 @@ def forward_flops(image_size, head_width: int = 4096, n_classes: int = 2,
     A conv makes out_H*out_W*k*k*C_in*C_out multiply-accumulates; a transposed conv with
     stride s spreads each input pixel over a kxk window: in_H*in_W*k*k*C_in*C_out.
     """
-    height, width = _height_width(image_size)
-    if height is None or width is None:
-        raise ValueError("forward_flops needs a concrete image size")
-    macs, channels_in, h, w = 0, 3, height, width
+    return (encoder_forward_flops(image_size, vgg_preprocessing)
+            + head_forward_flops(image_size, head_width, n_classes))
+
+
+def encoder_forward_flops(image_size, vgg_preprocessing: bool = True) -> int:
+    """FLOPs of the preprocessing and VGG16 part of `forward_flops`."""
+    h, w = _concrete_size(image_size)
+    macs, channels_in = 0, 3
     if vgg_preprocessing:
         macs += h * w * 3 * 3                                     # vgg_preprocess, 1x1
     for filters in VGG16_BLOCKS:
@@ -220,11 +224,24 @@ def forward_flops(image_size, head_width: int = 4096, n_classes: int = 2,
             macs += h * w * 3 * 3 * channels_in * channels_out     # 3x3, same padding
             channels_in = channels_out
         h, w = h // 2, w // 2                                      # 2x2 max-pool
-    # h, w = H/32, W/32 from here on
-    macs += h * w * 7 * 7 * 512 * head_width                        # conv6
+    return 2 * macs
+
+
+def head_forward_flops(image_size, head_width: int = 4096, n_classes: int = 2) -> int:
+    """FLOPs of the layers the seed adds after block5_pool (conv6 .. up8_softmax)."""
+    height, width = _concrete_size(image_size)
+    h, w = height // 32, width // 32                                 # block5_pool's size
+    macs = h * w * 7 * 7 * 512 * head_width                          # conv6
     macs += h * w * head_width * head_width                          # fc7
     macs += h * w * head_width * n_classes                           # score
     macs += h * w * 4 * 4 * n_classes * 512                          # up2_pool5, H/32 -> H/16
     macs += (2 * h) * (2 * w) * 4 * 4 * 512 * 256                    # up2_fuse, H/16 -> H/8
     macs += (4 * h) * (4 * w) * 16 * 16 * 256 * n_classes            # up8_softmax, H/8 -> H
     return 2 * macs
+
+
+def _concrete_size(image_size) -> tuple[int, int]:
+    height, width = _height_width(image_size)
+    if height is None or width is None:
+        raise ValueError("FLOP counts need a concrete image size")
+    return height, width

@@ -1,4 +1,4 @@
-"""plot-latent: the CAE's 2-D latent space: scatter, decoded points, manifold, k-NN accuracy."""
+"""plot-latent: the CAE's 2-D latent space: scatter, decoded points, manifold, explorer page, k-NN accuracy."""
 
 import numpy as np
 
@@ -6,6 +6,7 @@ from fcnlab.cae_figures import decoded_points_figure, latent_scatter_figure, man
 from fcnlab.errors import FcnlabError
 from fcnlab.io import load_arrays, load_model, save_figure, save_json, save_text
 from fcnlab.latent import decode, encode, knn_accuracy, latent_grid, median_latent_per_digit
+from fcnlab.latent_explorer import explorer_grid, explorer_html
 from fcnlab.params import load_section
 from fcnlab.stage import run_stage
 
@@ -13,6 +14,7 @@ from fcnlab.stage import run_stage
 def main(args):
     latent = load_section(args.params, "latent")
     manifold_size = latent.integer("manifold_size", minimum=2, maximum=40)
+    explorer_size = latent.integer("explorer_grid_size", minimum=2, maximum=36)  # 36: page < 1.5 MB
     k = latent.integer("knn_k", minimum=1)
     n_scatter = latent.integer("scatter_points", minimum=1)
     seed = latent.integer("seed", minimum=0)
@@ -32,6 +34,8 @@ def main(args):
               else np.array(fixed_points))
     z1, z2 = latent_grid(test_z, manifold_size)
     grid_points = np.array([(a, b) for b in z2 for a in z1])
+    explorer_z1, explorer_z2 = explorer_grid(test_z, explorer_size)
+    explorer_points = np.array([(a, b) for b in explorer_z2 for a in explorer_z1])
 
     save_text(args.scatter_csv, "z1,z2,digit\n" + "".join(
         f"{a:.6f},{b:.6f},{d}\n" for (a, b), d in zip(test_z, test_y)))
@@ -39,6 +43,8 @@ def main(args):
     save_figure(decoded_points_figure(test_z[shown], test_y[shown], points, decode(decoder, points)),
                 args.decoded_png)
     save_figure(manifold_figure(z1, z2, decode(decoder, grid_points)), args.manifold_png)
+    save_text(args.explorer_html, explorer_html(test_z, test_y, explorer_z1, explorer_z2,
+                                                decode(decoder, explorer_points)))
     accuracy = knn_accuracy(train_z, data["train_y"], test_z, test_y, k)
     save_json(args.metrics, {"knn_accuracy": round(accuracy, 6), "knn_k": k,
                              "decoded_points": [[round(float(a), 6), round(float(b), 6)] for a, b in points]})
@@ -47,4 +53,4 @@ def main(args):
 
 if __name__ == "__main__":
     run_stage(main, __doc__, paths=["data", "encoder", "decoder", "scatter_csv", "scatter_png",
-                                    "decoded_png", "manifold_png", "metrics"])
+                                    "decoded_png", "manifold_png", "explorer_html", "metrics"])
