@@ -1,0 +1,380 @@
+"""The `fcnlab` command: use the pipeline's trained models on your own files.
+
+    fcnlab segment IMAGE... --model M --out DIR    FCN-8s masks and overlays for any-size images
+    fcnlab decode Z1 Z2 --decoder D --out F.png    the CAE decoder's image of one latent point
+    fcnlab encode IMAGE... --encoder E             latent coordinates of digit images, as CSV
+
+This module only parses arguments and prints; the work is in `fcnlab.inference`.
+Exit status: 0 all files done, 1 some files failed (each named on stderr, the rest still done),
+2 bad arguments or an unusable model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from fcnlab.errors import FcnlabError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_SCALE = 100
+
+DESCRIPTION = """\
+Use fcnlab's trained models (written by `dvc repro`) on your own files.
+Models are loaded in Keras safe mode: files with Lambda layers (arbitrary code) are refused."""
+
+EPILOG = """\
+examples:
+  fcnlab segment photos/*.png --model models/fcn/fcn8s_vgg16.keras --out masks/
+  fcnlab decode -8 0 --decoder models/cae/decoder.keras --out fake.png --scale 8
+  fcnlab encode digits/*.png --encoder models/cae/encoder.keras --csv latents.csv
+
+exit status: 0 all done, 1 some input files failed (the others are still done), 2 bad
+arguments or an unusable model. Run `fcnlab COMMAND --help` for each command's options."""
+
+SEGMENT_DESCRIPTION = """\
+Segment images with the FCN-8s model: write DIR/<stem>_mask.png (0 background, 255 foreground)
+and DIR/<stem>_overlay.png (the image with its predicted foreground tinted blue) per image.
+
+Images: any format Pillow reads (PNG, JPEG, TIFF, ...), 8-bit grayscale, RGB or RGBA (alpha is
+dropped), any size. Raw pixels go in (the model does its own preprocessing). FCN-8s needs sides
+that are multiples of 32, so each image is padded at its bottom and right by mirroring it
+(reflection) up to the next multiple of 32, predicted, and the prediction cropped back to the
+original size: nothing is resized. A pixel is foreground if its probability is above
+--threshold. An unreadable file is reported on one line and skipped; a summary ends the run."""
+
+SEGMENT_EPILOG = """\
+examples:
+  fcnlab segment scan.tif --model models/fcn/fcn8s_vgg16.keras --out masks/
+  fcnlab segment data/*.png --model models/fcn/fcn8s_vgg16.keras --out masks/ --threshold 0.3"""
+
+DECODE_DESCRIPTION = """\
+Decode one point (Z1, Z2) of the CAE's 2-D latent space into a 28 x 28 grayscale image (the
+seed's "generated fake image"): the decoder's output clipped to [0, 1] and stored as 0..255.
+Negative coordinates work as they are (-8 0); for forms like -1e-3 put `--` before them, after
+the options."""
+
+DECODE_EPILOG = """\
+examples:
+  fcnlab decode -8 0 --decoder models/cae/decoder.keras --out fake.png
+  fcnlab decode 2.5 -1.25 --decoder models/cae/decoder.keras --out big.png --scale 10
+  fcnlab decode --decoder models/cae/decoder.keras --out tiny.png -- -1e-3 4"""
+
+ENCODE_DESCRIPTION = """\
+Print the CAE latent coordinates of digit images as CSV (path,z1,z2), to stdout or --csv FILE.
+
+Images are read as MNIST digits are stored: converted to grayscale, resized to 28 x 28
+(bilinear) if they are another size, scaled to [0, 1]. Digits must be white (bright) on a black
+background, as in MNIST; nothing is inverted (a mostly bright image gets a warning)."""
+
+ENCODE_EPILOG = """\
+examples:
+  fcnlab encode digit.png --encoder models/cae/encoder.keras
+  fcnlab encode digits/*.png --encoder models/cae/encoder.keras --csv latents.csv"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `fcnlab` command line on `argv` (default sys.argv[1:]); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:          # --help (0) or a usage error (2): return, don't exit
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except FcnlabError as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="fcnlab", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=formatter)
+    commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+
+    segment = commands.add_parser(
+        "segment", help="masks and overlays of images of any size (FCN-8s)",
+        description=SEGMENT_DESCRIPTION, epilog=SEGMENT_EPILOG, formatter_class=formatter)
+    segment.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files to segment")
+    segment.add_argument("--model", required=True, type=Path, metavar="FILE.keras",
+                         help="the FCN .keras file (train-fcn writes models/fcn/fcn8s_vgg16.keras)")
+    segment.add_argument("--out", required=True, type=Path, metavar="DIR",
+                         help="folder for the _mask.png and _overlay.png files (created if needed)")
+    segment.add_argument("--threshold", type=_threshold, default=0.5, metavar="P",
+                         help="foreground if probability > this, 0..1 (default: 0.5)")
+    segment.add_argument("--batch-size", type=_positive_int, default=4, metavar="N",
+                         help="images per prediction batch; lower it if memory runs out (default: 4)")
+    segment.set_defaults(run=run_segment)
+
+    decode = commands.add_parser(
+        "decode", help="the CAE decoder's 28x28 image of a latent point (Z1, Z2)",
+        description=DECODE_DESCRIPTION, epilog=DECODE_EPILOG, formatter_class=formatter)
+    decode.add_argument("z1", type=_finite_float, metavar="Z1", help="first latent coordinate")
+    decode.add_argument("z2", type=_finite_float, metavar="Z2", help="second latent coordinate")
+    decode.add_argument("--decoder", required=True, type=Path, metavar="FILE.keras",
+                        help="the CAE decoder .keras file (train-cae writes models/cae/decoder.keras)")
+    decode.add_argument("--out", required=True, type=_png_path, metavar="FILE.png",
+                        help="the PNG to write")
+    decode.add_argument("--scale", type=_scale, default=1, metavar="N",
+                        help=f"enlarge N times by nearest neighbour, 1..{MAX_SCALE} (default: 1)")
+    decode.set_defaults(run=run_decode)
+
+    encode = commands.add_parser(
+        "encode", help="latent coordinates of digit images as CSV (CAE encoder)",
+        description=ENCODE_DESCRIPTION, epilog=ENCODE_EPILOG, formatter_class=formatter)
+    encode.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                        help="digit images (white digit on black, like MNIST)")
+    encode.add_argument("--encoder", required=True, type=Path, metavar="FILE.keras",
+                        help="the CAE encoder .keras file (train-cae writes models/cae/encoder.keras)")
+    encode.add_argument("--csv", type=Path, metavar="FILE",
+                        help="write the CSV to FILE instead of stdout")
+    encode.set_defaults(run=run_encode)
+    return parser
+
+
+# --- Commands -----------------------------------------------------------------------------------
+
+
+def run_segment(args) -> int:
+    _refuse_shared_stems(args.images)
+    _start_tensorflow_quietly()
+    from fcnlab import inference
+    from fcnlab.io import load_model
+
+    model = load_model(args.model)
+    inference.check_segmentation_model(model, args.model)
+    _make_folder(args.out)
+
+    progress = _Progress(len(args.images), "segment")
+    fractions, failed = [], 0
+    for result in inference.segment_files(model, args.images, batch_size=args.batch_size):
+        if result.error is not None:
+            failed += 1
+            progress.fail(result.path, result.error)
+            continue
+        mask = inference.foreground_mask(result.fg_probs, args.threshold)              # H x W {0, 1}
+        stem = result.path.stem
+        try:
+            inference.save_png(args.out / f"{stem}_mask.png", inference.mask_image(mask))
+            inference.save_png(args.out / f"{stem}_overlay.png", inference.overlay_image(result.image, mask))
+        except OSError as err:
+            failed += 1
+            progress.fail(result.path, f"{args.out}: could not write the outputs of "
+                                       f"{result.path.name} ({err})")
+            continue
+        fractions.append(float(mask.mean()))
+        progress.done(result.path, f"foreground {mask.mean():.1%}")
+    progress.finish()
+
+    mean = f"{sum(fractions) / len(fractions):.3f}" if fractions else "n/a"
+    print(f"segment: {len(fractions)} ok, {failed} failed; mean foreground fraction {mean} "
+          f"(threshold {args.threshold}); masks and overlays in {args.out}")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def run_decode(args) -> int:
+    _start_tensorflow_quietly()
+    from fcnlab import inference
+    from fcnlab.io import load_model
+
+    decoder = load_model(args.decoder)
+    inference.check_decoder_model(decoder, args.decoder)
+    pixels = inference.decoded_digit_image(decoder, args.z1, args.z2, scale=args.scale)
+    try:
+        inference.save_png(args.out, pixels)
+    except OSError as err:
+        raise FcnlabError(f"{args.out}: could not write it ({err}); choose another --out") from None
+    print(f"decode: ({args.z1:g}, {args.z2:g}) -> {args.out} ({pixels.shape[1]} x {pixels.shape[0]} px)")
+    return EXIT_OK
+
+
+def run_encode(args) -> int:
+    _start_tensorflow_quietly()
+    import numpy as np
+
+    from fcnlab import inference
+    from fcnlab.io import load_model, save_text
+    from fcnlab.latent import encode
+
+    encoder = load_model(args.encoder)
+    inference.check_encoder_model(encoder, args.encoder)
+    paths, digits, failed = [], [], 0
+    for path in args.images:
+        try:
+            digit = inference.digit_image_for_encoder(path)                      # 28 x 28 x 1
+        except FcnlabError as err:
+            failed += 1
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            continue
+        if inference.looks_inverted(digit):
+            print(f"warning: {path}: mostly bright; MNIST digits are white on black, so a dark digit "
+                  "on a light background encodes far from the training digits (invert it first)",
+                  file=sys.stderr)
+        paths.append(path)
+        digits.append(digit)
+    latents = encode(encoder, np.stack(digits)) if digits else np.zeros((0, 2))   # N x 2
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["path", "z1", "z2"])
+    # 9 significant digits give back every float32 exactly.
+    writer.writerows([str(path), f"{z1:.9g}", f"{z2:.9g}"] for path, (z1, z2) in zip(paths, latents))
+    if args.csv is None:
+        sys.stdout.write(text.getvalue())
+    else:
+        try:
+            save_text(args.csv, text.getvalue())
+        except OSError as err:
+            raise FcnlabError(f"{args.csv}: could not write it ({err}); choose another --csv") from None
+    where = "" if args.csv is None else f" to {args.csv}"
+    print(f"encode: {len(paths)} ok, {failed} failed; wrote {len(paths)} rows{where}", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+# --- Helpers ------------------------------------------------------------------------------------
+
+
+def _start_tensorflow_quietly() -> None:
+    """Import TensorFlow and let it find its devices with file descriptor 2 held back; keep
+    only its errors from its Python logger.
+
+    Its C++ start-up lines (oneDNN notes, CUDA probing on machines without a GPU) ignore
+    TF_CPP_MIN_LOG_LEVEL and would bury the command's own output; they are dropped, unless
+    start-up crashes, in which case they are replayed for the bug report.
+    """
+    sys.stderr.flush()
+    try:
+        saved_fd = os.dup(2)
+    except OSError:                     # no stderr at all: nothing to keep clean
+        saved_fd = None
+    with tempfile.TemporaryFile() as held:
+        if saved_fd is not None:
+            os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+            tf.get_logger().setLevel("ERROR")   # e.g. "retracing" notes when image sizes vary
+        except BaseException:
+            held.seek(0)
+            replay = held.read()
+            raise
+        else:
+            replay = b""
+        finally:
+            if saved_fd is not None:
+                os.dup2(saved_fd, 2)
+                os.close(saved_fd)
+            if replay:
+                sys.stderr.write(replay.decode(errors="replace"))
+                sys.stderr.flush()
+
+
+class _Progress:
+    """`[done/total] file: note` on stderr: one line per file, or one self-updating line with a
+    bar when stderr is a terminal. Failures always get a line of their own, starting `error:`."""
+
+    BAR_WIDTH = 24
+
+    def __init__(self, total: int, command: str):
+        self.total, self.command, self.count = total, command, 0
+        self.live = sys.stderr.isatty()
+
+    def done(self, path: Path, note: str) -> None:
+        self.count += 1
+        if self.live:
+            filled = self.BAR_WIDTH * self.count // self.total
+            bar = "#" * filled + "." * (self.BAR_WIDTH - filled)
+            sys.stderr.write(f"\r\033[K{self.command} [{bar}] {self.count}/{self.total} {path.name}")
+        else:
+            sys.stderr.write(f"{self.command} [{self.count}/{self.total}] {path}: {note}\n")
+        sys.stderr.flush()
+
+    def fail(self, path: Path, error) -> None:
+        self.count += 1
+        message = _one_line(error)
+        if not message.startswith(str(path)):
+            message = f"{path}: {message}"
+        clear_line = "\r\033[K" if self.live else ""
+        sys.stderr.write(f"{clear_line}error: {message}\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.live and self.count:
+            sys.stderr.write("\n")
+
+
+def _one_line(error) -> str:
+    return " ".join(str(error).split())
+
+
+def _refuse_shared_stems(paths: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise FcnlabError(f"{seen[path.stem]} and {path} share the name {path.stem!r}, so their "
+                              f"{path.stem}_mask.png would overwrite each other; segment them in two "
+                              "runs with different --out folders")
+        seen[path.stem] = path
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FcnlabError(f"{folder}: cannot create the output folder ({err}); "
+                          "choose another --out") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _scale(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_SCALE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SCALE}, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _threshold(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def _png_path(text: str) -> Path:
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"must be a .png file name, got {text!r}")
+    return Path(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The `fcnlab` command line: segment, decode and encode on real files with real (small) models.
+
+Every expected value is computed here independently (padding by np.pad, prediction by the
+model itself, pixel scaling by hand) and compared with what the command wrote.
+"""
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcnlab.cae import cae_decoder, cae_encoder
+from fcnlab.cli import main
+from fcnlab.fcn import fcn8s_vgg16
+from fcnlab.fcn_training import predict_foreground
+from fcnlab.inference import pad_to_multiple
+from fcnlab.io import load_model, save_model
+from fcnlab.seg_figures import PREDICTION_FILL
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSOLE_SCRIPT = Path(sys.executable).with_name("fcnlab")
+
+
+# --- Models and files made for the tests ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A seeded narrow FCN-8s and a seeded CAE encoder/decoder, saved as .keras files."""
+    folder = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
+    save_model(fcn8s_vgg16(head_width=8), folder / "fcn.keras")
+    save_model(cae_encoder(), folder / "encoder.keras")
+    save_model(cae_decoder(), folder / "decoder.keras")
+    return {name: folder / f"{name}.keras" for name in ("fcn", "encoder", "decoder")}
+
+
+@pytest.fixture(scope="module")
+def fcn(models):
+    return load_model(models["fcn"])
+
+
+def write_image(path: Path, pixels: np.ndarray) -> Path:
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def random_pixels(shape, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def expected_fg_probs(model, rgb: np.ndarray) -> np.ndarray:
+    """The model's foreground probabilities of `rgb` padded by reflection to multiples of 32."""
+    height, width = rgb.shape[:2]
+    pad = ((0, -height % 32), (0, -width % 32), (0, 0))
+    padded = np.pad(rgb, pad, mode="reflect")
+    return predict_foreground(model, padded[None])[0, :height, :width]
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def assert_mask_matches(mask_png: np.ndarray, fg_probs: np.ndarray, threshold: float) -> None:
+    """Mask == (probability > threshold), allowing float rounding only right at the threshold."""
+    expected = np.where(fg_probs > threshold, 255, 0)
+    assert mask_png.shape == fg_probs.shape
+    assert set(np.unique(mask_png)) <= {0, 255}
+    differs = mask_png != expected
+    assert np.all(np.abs(fg_probs[differs] - threshold) < 1e-5)
+    assert differs.mean() < 0.001
+
+
+def run_installed(*args: str, module: bool = False) -> subprocess.CompletedProcess:
+    if not module:
+        assert CONSOLE_SCRIPT.is_file(), f"{CONSOLE_SCRIPT} missing: reinstall with pip install -e ."
+    command = [sys.executable, "-m", "fcnlab.cli"] if module else [str(CONSOLE_SCRIPT)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(command + list(args), env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+# --- Padding -----------------------------------------------------------------------------------
+
+
+def test_pad_to_multiple_mirrors_the_image_across_its_bottom_and_right_edges():
+    image = random_pixels((50, 70, 3), seed=1)
+    padded = pad_to_multiple(image)
+    assert padded.shape == (64, 96, 3)
+    assert np.array_equal(padded[:50, :70], image)
+    assert np.array_equal(padded[50, :70], image[48])          # row 49 is the mirror axis
+    assert np.array_equal(padded[:50, 70], image[:, 68])
+    assert pad_to_multiple(np.zeros((64, 32))).shape == (64, 32)
+
+
+# --- segment -----------------------------------------------------------------------------------
+
+
+def test_segment_masks_equal_the_thresholded_prediction_of_the_padded_image(models, fcn, tmp_path, capsys):
+    rgb = write_image(tmp_path / "odd.png", random_pixels((50, 70, 3), seed=2))
+    gray_pixels = random_pixels((40, 45), seed=3)
+    gray = write_image(tmp_path / "gray.png", gray_pixels)
+    expected = {"odd": expected_fg_probs(fcn, read_png(rgb)),
+                "gray": expected_fg_probs(fcn, np.stack([gray_pixels] * 3, axis=-1))}
+    threshold = float(np.median(expected["odd"]))        # about half the pixels each side
+
+    status = main(["segment", str(rgb), str(gray), "--model", str(models["fcn"]),
+                   "--out", str(tmp_path / "out"), "--threshold", repr(threshold), "--batch-size", "2"])
+
+    assert status == 0
+    for stem, fg_probs in expected.items():
+        assert_mask_matches(read_png(tmp_path / "out" / f"{stem}_mask.png"), fg_probs, threshold)
+    fractions = [np.mean(p > threshold) for p in expected.values()]
+    summary = capsys.readouterr().out
+    assert "2 ok, 0 failed" in summary
+    assert f"mean foreground fraction {np.mean(fractions):.3f}" in summary
+
+
+def test_segment_overlay_tints_the_foreground_and_leaves_the_background(models, tmp_path):
+    pixels = random_pixels((33, 64, 3), seed=4)
+    image = write_image(tmp_path / "scene.png", pixels)
+
+    assert main(["segment", str(image), "--model", str(models["fcn"]), "--out", str(tmp_path),
+                 "--threshold", "0.5"]) == 0
+
+    mask = read_png(tmp_path / "scene_mask.png") == 255
+    overlay = read_png(tmp_path / "scene_overlay.png")
+    assert overlay.shape == pixels.shape and 0 < mask.mean() < 1
+    assert np.array_equal(overlay[~mask], pixels[~mask])
+    *blue, alpha = PREDICTION_FILL.colors[1]            # the report figures' prediction colour
+    tinted = np.rint(pixels[mask] * (1 - alpha) + 255 * np.array(blue) * alpha)
+    assert np.array_equal(overlay[mask], tinted)
+
+
+def test_segment_names_each_unreadable_file_once_and_still_does_the_others(models, tmp_path):
+    good = [write_image(tmp_path / f"good{i}.png", random_pixels((32, 48, 3), seed=10 + i)) for i in range(2)]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a PNG")
+    missing = tmp_path / "missing.png"
+
+    result = run_installed("segment", str(good[0]), str(broken), str(missing), str(good[1]),
+                           "--model", str(models["fcn"]), "--out", str(tmp_path / "out"))
+
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert str(broken) in errors[0] and str(missing) in errors[1]
+    for path in good:
+        assert (tmp_path / "out" / f"{path.stem}_mask.png").is_file()
+        assert (tmp_path / "out" / f"{path.stem}_overlay.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "good0_mask.png", "good0_overlay.png", "good1_mask.png", "good1_overlay.png"]
+    assert "2 ok, 2 failed" in result.stdout
+
+
+def test_segment_refuses_a_model_with_a_lambda_layer(tmp_path, capsys):
+    image = keras.Input(shape=(None, None, 3))
+    model = keras.Model(image, keras.layers.Lambda(lambda x: x[..., :2])(image))
+    model.save(tmp_path / "lambda.keras")
+    write_image(tmp_path / "a.png", random_pixels((32, 32, 3), seed=5))
+
+    status = main(["segment", str(tmp_path / "a.png"), "--model", str(tmp_path / "lambda.keras"),
+                   "--out", str(tmp_path / "out")])
+
+    assert status == 2
+    assert "Lambda" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_segment_refuses_a_model_that_is_not_a_two_class_segmenter(models, tmp_path, capsys):
+    write_image(tmp_path / "a.png", random_pixels((32, 32, 3), seed=6))
+
+    status = main(["segment", str(tmp_path / "a.png"), "--model", str(models["encoder"]),
+                   "--out", str(tmp_path / "out")])
+
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "not a 2-class segmentation model" in err and "(batch, 28, 28, 1)" in err
+
+
+def test_segment_pads_to_a_fixed_size_models_input_and_refuses_larger_images(tmp_path, capsys):
+    image = keras.Input(shape=(64, 64, 3))
+    keras.utils.set_random_seed(0)
+    model = keras.Model(image, keras.layers.Conv2D(2, 1, activation="softmax")(image))
+    save_model(model, tmp_path / "fixed.keras")
+    small = write_image(tmp_path / "small.png", random_pixels((50, 40, 3), seed=11))
+    large = write_image(tmp_path / "large.png", random_pixels((50, 70, 3), seed=12))
+
+    status = main(["segment", str(small), str(large), "--model", str(tmp_path / "fixed.keras"),
+                   "--out", str(tmp_path / "out")])
+
+    assert status == 1
+    padded = np.pad(read_png(small), ((0, 14), (0, 24), (0, 0)), mode="reflect")
+    fg_probs = predict_foreground(model, padded[None])[0, :50, :40]
+    assert_mask_matches(read_png(tmp_path / "out" / "small_mask.png"), fg_probs, 0.5)
+    error = capsys.readouterr().err
+    assert f"{large}: image is 50 x 70 px but the model was built for 64 x 64 px" in error
+
+
+def test_segment_refuses_two_inputs_that_would_write_the_same_outputs(models, tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    status = main(["segment", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.jpg"),
+                   "--model", str(models["fcn"]), "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert "share the name 'x'" in capsys.readouterr().err
+
+
+# --- decode ------------------------------------------------------------------------------------
+
+
+def decoder_pixels(decoder_path: Path, z1: float, z2: float) -> np.ndarray:
+    decoded = load_model(decoder_path).predict(np.array([[[[z1, z2]]]], dtype=np.float32), verbose=0)
+    return np.rint(np.clip(decoded[0, ..., 0], 0, 1) * 255).astype(np.uint8)        # 28 x 28
+
+
+def test_decode_writes_the_decoder_output_scaled_to_0_255_for_a_negative_point(models, tmp_path):
+    out = tmp_path / "fake.png"
+
+    assert main(["decode", "-8", "0", "--decoder", str(models["decoder"]), "--out", str(out)]) == 0
+
+    written = read_png(out)
+    assert written.dtype == np.uint8 and written.shape == (28, 28)
+    assert np.array_equal(written, decoder_pixels(models["decoder"], -8.0, 0.0))
+
+
+def test_decode_scale_enlarges_by_nearest_neighbour_and_takes_numbers_after_double_dash(models, tmp_path):
+    out = tmp_path / "big.png"
+
+    assert main(["decode", "--decoder", str(models["decoder"]), "--out", str(out), "--scale", "3",
+                 "--", "-1e-1", "-2.5"]) == 0
+
+    expected = np.kron(decoder_pixels(models["decoder"], -0.1, -2.5), np.ones((3, 3), np.uint8))
+    assert np.array_equal(read_png(out), expected)
+
+
+# --- encode ------------------------------------------------------------------------------------
+
+
+def test_encode_prints_the_encoder_latents_of_grayscale_and_resized_images(models, tmp_path, capsys):
+    digit = random_pixels((28, 28), seed=7)
+    big_rgb = random_pixels((56, 56, 3), seed=8)
+    paths = [write_image(tmp_path / "digit.png", digit), write_image(tmp_path / "big.png", big_rgb)]
+    big_gray = Image.fromarray(big_rgb).convert("L").resize((28, 28), Image.BILINEAR)
+    inputs = np.stack([digit, np.asarray(big_gray)]).astype(np.float32)[..., None] / 255
+    expected = load_model(models["encoder"]).predict(inputs, verbose=0).reshape(2, 2)
+
+    assert main(["encode", *map(str, paths), "--encoder", str(models["encoder"])]) == 0
+
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["path"] for row in rows] == [str(p) for p in paths]
+    latents = np.array([[float(row["z1"]), float(row["z2"])] for row in rows], dtype=np.float32)
+    assert np.array_equal(latents, expected)
+
+
+def test_encode_writes_the_csv_file_and_names_an_unreadable_image(models, tmp_path, capsys):
+    good = write_image(tmp_path / "one.png", random_pixels((28, 28), seed=9))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"")
+    table = tmp_path / "latents.csv"
+
+    status = main(["encode", str(good), str(broken), "--encoder", str(models["encoder"]),
+                   "--csv", str(table)])
+
+    assert status == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(broken) in errors[0]
+    rows = list(csv.DictReader(table.open()))
+    assert [row["path"] for row in rows] == [str(good)]
+    expected = load_model(models["encoder"]).predict(read_png(good)[None, ..., None] / 255, verbose=0)
+    assert np.array_equal(np.float32([rows[0]["z1"], rows[0]["z2"]]), expected.reshape(2))
+
+
+# --- Usage -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, arguments", [
+    ("segment", ["IMAGE", "--model", "--out", "--threshold", "--batch-size", "examples:"]),
+    ("decode", ["Z1", "Z2", "--decoder", "--out", "--scale", "examples:"]),
+    ("encode", ["IMAGE", "--encoder", "--csv", "examples:"]),
+])
+def test_help_of_each_command_exits_0_and_names_its_arguments(command, arguments, capsys):
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    for argument in arguments:
+        assert argument in text
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["segment", "a.png", "--out", "o"],                                     # no --model
+    ["segment", "a.png", "--model", "m.keras", "--out", "o", "--threshold", "1.5"],
+    ["segment", "a.png", "--model", "m.keras", "--out", "o", "--batch-size", "0"],
+    ["decode", "nan", "0", "--decoder", "d.keras", "--out", "x.png"],
+    ["decode", "1", "2", "--decoder", "d.keras", "--out", "x.jpg"],
+])
+def test_usage_errors_exit_2(argv):
+    assert main(argv) == 2
+
+
+def test_python_dash_m_runs_the_same_command_line():
+    result = run_installed("decode", "--help", module=True)
+    assert result.returncode == 0 and "--decoder" in result.stdout
+
+
+def test_a_missing_model_file_exits_2_with_one_line(tmp_path, capsys):
+    status = main(["decode", "0", "0", "--decoder", str(tmp_path / "none.keras"), "--out",
+                   str(tmp_path / "x.png")])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.keras" in err[0]
