@@ -1,22 +1,20 @@
-"""Synthetic segmentation scenes: a real MNIST digit camouflaged among clutter painted like it.
+"""Synthetic segmentation scenes: a real MNIST digit hidden among clutter in the same inks.
 
-Each scene is painted back to front on an S x S canvas:
+Each scene has two random inks, a and b, and is painted back to front on an S x S canvas:
 
-    1. background   a calm paint (flat or mottled) over the whole canvas
-    2. clutter      6-12 strokes, arcs, rings, blobs and fragments of other digits, each in
-                    one of the scene's palette paints
-    3. decoys       1-2 more clutter shapes wearing the digit's own paint
-    4. the digit    one MNIST digit enlarged to 50-90 % of S at a random place (kept inside);
-                    its paint is the one of a few random paints that differs most from what
-                    lies under it, so a person can still see it
-    5. scratches    0-2 thin lines across everything; where they cross the digit they cut
-                    the mask
+    1. background   a calm paint (flat or mottled, other random colours) over the whole canvas
+    2. clutter      6-12 strokes, arcs, rings, blobs and fragments of other digits, each
+                    painted flat in ink a or ink b, or in smooth blotches of a and b
+    3. the digit    one MNIST digit enlarged to 50-90 % of S at a random place (kept inside),
+                    painted in fine stripes or checks of inks a and b
+    4. scratches    0-2 thin lines across everything, in clutter paint; where they cross the
+                    digit they cut the mask
 
-A paint is two random colours mixed by a flat, striped, checked or mottled pattern; the
-digit's, the decoys' and the clutter's paints all come from that one distribution, and
-sensor noise goes on top. So a pixel's colour or brightness says nothing about whether it
-belongs to the digit (the best intensity threshold does no better than calling everything
-foreground); only shape and context do, which is what a segmentation network must learn.
+Sensor noise goes on top. The digit's pixels have exactly the colours of the clutter around
+it, so a pixel's colour or brightness says nothing about whether it belongs to the digit (the
+best intensity threshold does no better than calling everything foreground). What gives the
+digit away is its fine texture and its shape: local patterns, which is what a convolutional
+segmentation network learns.
 
 The mask is the enlarged digit where its ink is above 50 %, minus the scratches. Everything
 is drawn with NumPy and Pillow from one `np.random.Generator`: a seed gives the same bytes.
@@ -30,12 +28,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 DIGIT_SCALE = (0.5, 0.9)     # the digit's longer side, as a fraction of the image side
-N_CLUTTER = (6, 12)          # clutter shapes per scene (inclusive range), each in a palette paint
-N_DECOYS = (1, 2)            # further clutter shapes wearing the digit's own paint
+N_CLUTTER = (6, 12)          # clutter shapes per scene (inclusive range)
 FRAGMENT_PROBABILITY = 0.15  # chance a clutter shape is a piece of another digit (else a stroke)
 N_SCRATCHES = (0, 2)         # thin lines drawn over the digit
-PALETTE_SIZE = 3             # paints of the ordinary clutter
-N_PAINT_CANDIDATES = 4       # the digit wears the most visible of this many random paints
+FINE_PERIOD = (0.05, 0.09)   # the digit's stripe/check period, as a fraction of the image side
 STROKE_WIDTH = (0.03, 0.09)  # clutter line width, as a fraction of the image side (MNIST-like)
 NOISE_STD = 6.0              # sensor noise, in grey levels of 0..255
 
@@ -59,18 +55,14 @@ def render_scene(rng: np.random.Generator, digit: np.ndarray, fragment_digits: n
     mask = _placed(rng, digit_shape(rng, digit, size), size)     # S x S bool, where the digit goes
     canvas = random_paint(rng, size, BACKGROUND_PATTERNS)       # S x S x 3 float32
 
-    palette = [random_paint(rng, size) for _ in range(PALETTE_SIZE)]
+    colour_a, colour_b = rng.uniform(0.0, 255.0, (2, 3)).astype(np.float32)   # the scene's two inks
     for _ in range(_count(rng, N_CLUTTER)):
-        _paint(canvas, random_clutter(rng, fragment_digits, size), palette[rng.integers(PALETTE_SIZE)])
-
-    digit_paint = _most_visible_paint(rng, size, canvas, mask)
-    for _ in range(_count(rng, N_DECOYS)):
-        _paint(canvas, random_clutter(rng, fragment_digits, size), digit_paint)
-    _paint(canvas, mask, digit_paint)
+        _paint(canvas, random_clutter(rng, fragment_digits, size), clutter_paint(rng, size, colour_a, colour_b))
+    _paint(canvas, mask, digit_paint(rng, size, colour_a, colour_b))
 
     for _ in range(_count(rng, N_SCRATCHES)):
         scratch = _scratch(rng, size)
-        _paint(canvas, scratch, palette[rng.integers(PALETTE_SIZE)])
+        _paint(canvas, scratch, clutter_paint(rng, size, colour_a, colour_b))
         mask &= ~scratch
 
     canvas += rng.normal(0.0, NOISE_STD, canvas.shape).astype(np.float32)
@@ -78,12 +70,30 @@ def render_scene(rng: np.random.Generator, digit: np.ndarray, fragment_digits: n
     return image, mask.astype(np.uint8)
 
 
+def digit_paint(rng: np.random.Generator, size: int, colour_a, colour_b) -> np.ndarray:
+    """The digit's paint: the scene's two inks in fine stripes or checks."""
+    pattern = FINE_PATTERNS[rng.integers(len(FINE_PATTERNS))]
+    return _mix(colour_a, colour_b, pattern(rng, size))
+
+
+def clutter_paint(rng: np.random.Generator, size: int, colour_a, colour_b) -> np.ndarray:
+    """A clutter shape's paint: the same two inks, but flat (one ink) or smoothly blotched."""
+    if rng.random() < 0.5:
+        weight = np.full((size, size), float(rng.integers(2)), np.float32)   # ink a or ink b
+    else:
+        weight = _mottled(rng, size)
+    return _mix(colour_a, colour_b, weight)
+
+
+def _mix(colour_a, colour_b, weight: np.ndarray) -> np.ndarray:
+    return colour_a + (colour_b - colour_a) * weight[..., None]
+
+
 # --- Paints: textures drawn from one distribution ---------------------------------------------
 
 
-def random_paint(rng: np.random.Generator, size: int, patterns=None) -> np.ndarray:
-    """S x S x 3 float32 texture: two random colours mixed by a random pattern."""
-    patterns = patterns or PATTERNS
+def random_paint(rng: np.random.Generator, size: int, patterns) -> np.ndarray:
+    """S x S x 3 float32 texture: two random colours mixed by one of `patterns`."""
     colour_a, colour_b = rng.uniform(0.0, 255.0, (2, 3)).astype(np.float32)
     pattern = patterns[rng.integers(len(patterns))]
     weight = pattern(rng, size)                          # S x S in [0, 1]
@@ -94,21 +104,6 @@ def _flat(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.zeros((size, size), np.float32)
 
 
-def _stripes(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Straight stripes at a random angle, shaded by a triangle wave."""
-    y, x = _pixel_grid(size)
-    angle = rng.uniform(0.0, np.pi)
-    period_px = rng.uniform(0.03, 0.1) * size
-    phase = (x * np.cos(angle) + y * np.sin(angle)) / period_px + rng.uniform()
-    return np.abs(2.0 * (phase % 1.0) - 1.0).astype(np.float32)
-
-
-def _checks(rng: np.random.Generator, size: int) -> np.ndarray:
-    y, x = _pixel_grid(size)
-    cell_px = rng.uniform(0.04, 0.12) * size
-    return ((x // cell_px + y // cell_px) % 2).astype(np.float32)
-
-
 def _mottled(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth blotches: a coarse random grid enlarged bilinearly."""
     cells = int(rng.integers(3, 11))
@@ -116,16 +111,23 @@ def _mottled(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.asarray(coarse.resize((size, size), Image.BILINEAR), dtype=np.float32)
 
 
-PATTERNS = (_flat, _stripes, _checks, _mottled)   # paints of the digit and the clutter
-BACKGROUND_PATTERNS = (_flat, _mottled)            # calmer, so shapes stand out against it
+def _fine_stripes(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Hard-edged stripes a few pixels apart at a random angle."""
+    y, x = _pixel_grid(size)
+    angle = rng.uniform(0.0, np.pi)
+    period_px = max(3.0, rng.uniform(*FINE_PERIOD) * size)
+    phase = (x * np.cos(angle) + y * np.sin(angle)) / period_px + rng.uniform()
+    return (phase % 1.0 < 0.5).astype(np.float32)
 
 
-def _most_visible_paint(rng: np.random.Generator, size: int, canvas: np.ndarray,
-                        where: np.ndarray) -> np.ndarray:
-    """Of a few random paints, the one differing most from the canvas pixels `where` it will go."""
-    candidates = [random_paint(rng, size) for _ in range(N_PAINT_CANDIDATES)]
-    contrast = [np.abs(paint[where] - canvas[where]).mean() for paint in candidates]
-    return candidates[int(np.argmax(contrast))]
+def _fine_checks(rng: np.random.Generator, size: int) -> np.ndarray:
+    y, x = _pixel_grid(size)
+    cell_px = max(2.0, rng.uniform(*FINE_PERIOD) * size / 2)
+    return ((x // cell_px + y // cell_px) % 2).astype(np.float32)
+
+
+BACKGROUND_PATTERNS = (_flat, _mottled)            # calm, so shapes stand out against it
+FINE_PATTERNS = (_fine_stripes, _fine_checks)      # the digit's texture
 
 
 @functools.cache

@@ -54,6 +54,17 @@ class PipelineRepo:
         repo.git("commit", "-q", "-m", "project copy")
         return repo
 
+    @classmethod
+    def clone(cls, source: "PipelineRepo", path: Path) -> "PipelineRepo":
+        """`git clone` of `source`, as a teammate would get it: code and .dvc files, no data."""
+        source.git("clone", "-q", str(source.path), str(path))
+        return cls(path)
+
+    def reset_to_head(self) -> None:
+        """Back to the last commit: params and dvc.lock from git, outputs from DVC's cache."""
+        self.git("checkout", "--", "params.yaml", "dvc.lock")
+        self.dvc("checkout", "-q")
+
     def update_params(self, overrides: dict) -> None:
         params_file = self.path / "params.yaml"
         params = yaml.safe_load(params_file.read_text())

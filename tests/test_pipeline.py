@@ -1,7 +1,14 @@
-"""Integration: the real `dvc repro` in a temporary git repo, on tiny params."""
+"""Integration: the real `dvc` and `git` in a temporary repo, on tiny params, offline.
+
+The tests run in file order and share one repo, like a user's session: a first `dvc repro`,
+then no-op and forced reruns, param changes, a module edit, experiments, a queued sweep, data
+versioning through a remote and a fresh clone, and the HTML report.
+"""
 
 import json
+import time
 
+import numpy as np
 import pytest
 
 from pipeline_repo import PipelineRepo
@@ -10,42 +17,51 @@ pytestmark = pytest.mark.integration
 
 CAE_STAGES = ["prepare-mnist-subset", "train-cae", "plot-latent"]
 FCN_STAGES = ["prepare-seg", "train-fcn", "evaluate-iou", "render-overlays"]
+ALL_STAGES = CAE_STAGES + FCN_STAGES
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    repo = PipelineRepo.create(tmp_path_factory.mktemp("pipeline"))
+    repo = PipelineRepo.create(tmp_path_factory.mktemp("pipeline") / "project")
     repo.first_run = repo.dvc("repro")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "first run")
     return repo
 
 
+def json_of(path):
+    return json.loads(path.read_text())
+
+
+# --- 1. The pipeline runs, and caching holds ------------------------------------------------------
+
+
 def test_first_repro_runs_every_stage(repo):
-    ran = repo.stages_run(repo.first_run)
-    assert sorted(ran) == sorted(CAE_STAGES + FCN_STAGES)
+    assert sorted(repo.stages_run(repo.first_run)) == sorted(ALL_STAGES)
 
 
 def test_cae_outputs_and_metrics(repo):
     for path in ("models/cae/encoder.keras", "models/cae/decoder.keras", "reports/train_cae/reconstructions.png",
                  "reports/plot_latent/manifold.png", "reports/plot_latent/decoded_points.png",
-                 "reports/train_cae/live/plots/metrics/eval/loss.tsv"):
+                 "reports/plot_latent/explorer.html", "reports/train_cae/live/plots/metrics/eval/loss.tsv"):
         assert (repo.path / path).stat().st_size > 0, path
-    summary = json.loads((repo.path / "reports/prepare_mnist_subset/summary.json").read_text())
+    summary = json_of(repo.path / "reports/prepare_mnist_subset/summary.json")
     assert summary["counts"]["train"] == {"1": 400, "5": 400, "6": 400, "all": 1200}
-    metrics = json.loads((repo.path / "reports/train_cae/metrics.json").read_text())
+    metrics = json_of(repo.path / "reports/train_cae/metrics.json")
     assert 0 < metrics["test"]["mse"] < 0.1 and metrics["test"]["psnr_db"] > 10
-    latent = json.loads((repo.path / "reports/plot_latent/metrics.json").read_text())
+    latent = json_of(repo.path / "reports/plot_latent/metrics.json")
     assert latent["knn_accuracy"] > 1 / 3 and len(latent["decoded_points"]) == 3
     loss_curve = (repo.path / "reports/train_cae/live/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert loss_curve[0] == "step\tloss" and len(loss_curve) == 1 + 2
 
 
 def test_fcn_outputs_and_metrics(repo):
-    summary = json.loads((repo.path / "reports/prepare_seg/summary.json").read_text())
+    summary = json_of(repo.path / "reports/prepare_seg/summary.json")
     assert [summary[s]["count"] for s in ("train", "val", "test")] == [12, 4, 6]
     assert summary["image_size"] == 64
-    trained = json.loads((repo.path / "reports/train_fcn/metrics.json").read_text())
+    trained = json_of(repo.path / "reports/train_fcn/metrics.json")
     assert trained["encoder_weights"] == "none" and trained["head_width"] == 16
-    evaluated = json.loads((repo.path / "reports/evaluate_iou/metrics.json").read_text())
+    evaluated = json_of(repo.path / "reports/evaluate_iou/metrics.json")
     assert evaluated["n_test_images"] == 6
     assert 0 <= evaluated["model"]["mean_iou"] <= 1
     assert set(evaluated["baselines"]) == {"all_background", "all_foreground", "intensity_threshold"}
@@ -65,9 +81,11 @@ def test_metrics_show_lists_every_metrics_file(repo):
         assert name in shown
 
 
-def test_second_repro_reruns_nothing(repo):
+def test_second_repro_reruns_nothing_in_seconds(repo):
     before = repo.output_hashes()
+    start = time.perf_counter()
     output = repo.dvc("repro")
+    print(f"no-op dvc repro: {time.perf_counter() - start:.1f} s")
     assert repo.stages_run(output) == []
     assert "Data and pipelines are up to date." in output
     assert repo.output_hashes() == before
@@ -76,11 +94,125 @@ def test_second_repro_reruns_nothing(repo):
 def test_forced_rerun_gives_byte_identical_outputs(repo):
     before = repo.output_hashes()
     output = repo.dvc("repro", "--force")
-    assert sorted(repo.stages_run(output)) == sorted(CAE_STAGES + FCN_STAGES)
+    assert sorted(repo.stages_run(output)) == sorted(ALL_STAGES)
     assert repo.output_hashes() == before
+    assert repo.git("status", "--porcelain") == ""        # dvc.lock unchanged too
 
 
-def test_changing_cae_epochs_reruns_train_cae_and_plot_latent_only(repo):
-    repo.update_params({"cae": {"epochs": 1}})
-    output = repo.dvc("repro")
+# --- 2. A change reruns exactly the stages that depend on it ---------------------------------------
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"cae": {"epochs": 1}}, ["train-cae", "plot-latent"]),
+    ({"latent": {"knn_k": 3}}, ["plot-latent"]),
+    ({"evaluate": {"n_thresholds": 3}}, ["evaluate-iou"]),
+    ({"evaluate": {"threshold": 0.4}}, ["evaluate-iou", "render-overlays"]),
+    ({"overlays": {"n_best_worst": 1}}, ["render-overlays"]),
+])
+def test_a_param_change_reruns_exactly_its_stages(repo, change, expected):
+    repo.update_params(change)
+    assert repo.stages_run(repo.dvc("repro")) == expected
+    repo.reset_to_head()
+    assert "up to date" in repo.dvc("status")
+
+
+@pytest.mark.parametrize("module, expected", [
+    ("fcnlab/seg_metrics.py", ["evaluate-iou", "render-overlays"]),
+    ("fcnlab/cae.py", ["train-cae"]),
+    ("fcnlab/io.py", ALL_STAGES),
+])
+def test_editing_a_module_outdates_exactly_the_stages_that_import_it(repo, module, expected):
+    path = repo.path / module
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        changed = json.loads(repo.dvc("status", "--json"))
+    finally:
+        path.write_text(original)
+    outdated = {stage for stage, reasons in changed.items()
+                if any("changed deps" in r and module in r["changed deps"] for r in reasons if isinstance(r, dict))}
+    assert outdated == set(expected)
+
+
+# --- 3. Experiments -------------------------------------------------------------------------------
+
+
+def test_exp_run_with_a_param_override_and_exp_show(repo):
+    output = repo.dvc("exp", "run", "-n", "cae-one-epoch", "-S", "cae.epochs=1")
     assert repo.stages_run(output) == ["train-cae", "plot-latent"]
+    shown = json.loads(repo.dvc("exp", "show", "--json"))
+    text = json.dumps(shown)
+    assert "cae-one-epoch" in text and '"epochs": 1' in text and "knn_accuracy" in text
+    repo.reset_to_head()
+
+
+def test_metrics_diff_between_experiments(repo):
+    diff = json.loads(repo.dvc("metrics", "diff", "HEAD", "cae-one-epoch", "--json"))
+    assert "reports/train_cae/metrics.json" in diff["diff"]
+    assert "test.mse" in diff["diff"]["reports/train_cae/metrics.json"]
+
+
+def test_plots_diff_between_experiments_renders_both(repo, tmp_path):
+    out = tmp_path / "diff"
+    repo.dvc("plots", "diff", "HEAD", "cae-one-epoch", "-o", str(out))
+    html = (out / "index.html").read_text()
+    assert "CAE loss (MSE) per epoch" in html and "cae-one-epoch" in html
+    assert "reconstructions.png" in html
+
+
+def test_queued_sweep_runs_with_two_workers(repo):
+    for batch_size in (16, 64):
+        repo.dvc("exp", "run", "--queue", "-n", f"sweep-bs{batch_size}", "-S", "cae.epochs=1",
+                 "-S", f"cae.batch_size={batch_size}")
+    repo.dvc("queue", "start", "-j", "2")
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline:
+            status = repo.dvc("queue", "status")
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(5)
+    finally:
+        repo.dvc("queue", "stop", check=False)
+    assert "Failed" not in status, status
+    shown = json.dumps(json.loads(repo.dvc("exp", "show", "--json")))
+    assert "sweep-bs16" in shown and "sweep-bs64" in shown
+
+
+# --- 4. Data versioning: own data tracked with dvc add, shared through a remote -----------------
+
+
+def test_own_data_with_dvc_add_push_clone_and_pull(repo, tmp_path):
+    rng = np.random.default_rng(0)
+    npz = repo.path / "data/raw/mnist/mnist.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), y_train=np.arange(60) % 10,
+             x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), y_test=np.arange(20) % 10)
+    repo.dvc("add", "data/raw/mnist/mnist.npz")
+    repo.update_params({"mnist": {"source": "data/raw/mnist/mnist.npz"}})
+    assert repo.stages_run(repo.dvc("repro")) == CAE_STAGES
+    remote = tmp_path / "remote"
+    repo.dvc("remote", "add", "-d", "team", str(remote))
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "own MNIST data, tracked by DVC")
+    repo.dvc("push")
+
+    clone = PipelineRepo.clone(repo, tmp_path / "clone")
+    clone.dvc("pull")
+    assert "Data and pipelines are up to date." in clone.dvc("status")
+    assert clone.output_hashes() == repo.output_hashes()
+    assert json.loads(clone.dvc("metrics", "show", "--json")) == json.loads(repo.dvc("metrics", "show", "--json"))
+
+
+# --- 5. The report ----------------------------------------------------------------------------------
+
+
+def test_plots_show_renders_every_curve_and_figure_into_one_report(repo, tmp_path):
+    repo.dvc("plots", "show", "-o", str(tmp_path / "report"))
+    html = (tmp_path / "report" / "index.html").read_text()
+    import yaml
+    declared = yaml.safe_load((repo.path / "dvc.yaml").read_text())["plots"]
+    for plot in declared:
+        name = plot if isinstance(plot, str) else next(iter(plot))
+        assert name.split("/")[-1] in html, name
+    for figure in ("best_by_iou.png", "worst_by_iou.png", "example_0.png"):
+        assert figure in html
