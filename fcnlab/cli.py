@@ -151,8 +151,7 @@ def run_segment(args) -> int:
     from fcnlab import inference
     from fcnlab.io import load_model
 
-    model = load_model(args.model)
-    inference.check_segmentation_model(model, args.model)
+    model = load_model(args.model, kind="segmentation")
     _make_folder(args.out)
 
     progress = _Progress(len(args.images), "segment")
@@ -187,8 +186,7 @@ def run_decode(args) -> int:
     from fcnlab import inference
     from fcnlab.io import load_model
 
-    decoder = load_model(args.decoder)
-    inference.check_decoder_model(decoder, args.decoder)
+    decoder = load_model(args.decoder, kind="decoder")
     pixels = inference.decoded_digit_image(decoder, args.z1, args.z2, scale=args.scale)
     try:
         inference.save_png(args.out, pixels)
@@ -206,8 +204,7 @@ def run_encode(args) -> int:
     from fcnlab.io import load_model, save_text
     from fcnlab.latent import encode
 
-    encoder = load_model(args.encoder)
-    inference.check_encoder_model(encoder, args.encoder)
+    encoder = load_model(args.encoder, kind="encoder")
     paths, digits, failed = [], [], 0
     for path in args.images:
         try:

@@ -38,58 +38,12 @@ from fcnlab.fcn import IMAGE_SIZE_MULTIPLE
 from fcnlab.fcn_training import predict_foreground
 from fcnlab.io import atomic_path
 from fcnlab.latent import decode
+from fcnlab.model_checks import DIGIT_SIDE_PX
 from fcnlab.seg_data import _as_rgb, _open_image
 from fcnlab.seg_figures import PREDICTION_FILL
 from fcnlab.seg_metrics import predict_masks
 
-DIGIT_SIDE_PX = 28                       # the CAE's input: 28 x 28 x 1, as MNIST
 OVERLAY_RGBA = PREDICTION_FILL.colors[1]  # the report figures' translucent blue, (r, g, b, alpha) in 0..1
-
-
-# --- Checking a loaded model is the right kind ---------------------------------------------------
-
-
-def check_segmentation_model(model, path) -> None:
-    """Refuse anything but a one-input, one-output model (N, H, W, 3) -> (N, H, W, 2)."""
-    inputs, outputs = _single_shape(model.inputs), _single_shape(model.outputs)
-    if (inputs is None or outputs is None or len(inputs) != 4 or len(outputs) != 4
-            or inputs[-1] != 3 or outputs[-1] != 2):
-        raise FcnlabError(
-            f"{path}: not a 2-class segmentation model: it maps {_describe(model.inputs)} to "
-            f"{_describe(model.outputs)}, but segment needs (batch, H, W, 3) RGB images to "
-            "(batch, H, W, 2) class probabilities; pass the FCN saved by train-fcn "
-            "(models/fcn/fcn8s_vgg16.keras)")
-
-
-def check_encoder_model(model, path) -> None:
-    """Refuse anything but the CAE encoder: (N, 28, 28, 1) -> 2 latent values per image."""
-    inputs, outputs = _single_shape(model.inputs), _single_shape(model.outputs)
-    if (inputs is None or outputs is None or tuple(inputs[1:]) != (DIGIT_SIDE_PX, DIGIT_SIDE_PX, 1)
-            or None in outputs[1:] or int(np.prod(outputs[1:])) != 2):
-        raise FcnlabError(
-            f"{path}: not a CAE encoder: it maps {_describe(model.inputs)} to "
-            f"{_describe(model.outputs)}, but encode needs (batch, 28, 28, 1) digits to 2 latent "
-            "values; pass the encoder saved by train-cae (models/cae/encoder.keras)")
-
-
-def check_decoder_model(model, path) -> None:
-    """Refuse anything but the CAE decoder: (N, 1, 1, 2) -> (N, 28, 28, 1)."""
-    inputs, outputs = _single_shape(model.inputs), _single_shape(model.outputs)
-    if (inputs is None or outputs is None or tuple(inputs[1:]) != (1, 1, 2)
-            or tuple(outputs[1:]) != (DIGIT_SIDE_PX, DIGIT_SIDE_PX, 1)):
-        raise FcnlabError(
-            f"{path}: not a CAE decoder: it maps {_describe(model.inputs)} to "
-            f"{_describe(model.outputs)}, but decode needs (batch, 1, 1, 2) latent points to "
-            "(batch, 28, 28, 1) images; pass the decoder saved by train-cae (models/cae/decoder.keras)")
-
-
-def _single_shape(tensors) -> tuple | None:
-    return tuple(tensors[0].shape) if len(tensors) == 1 else None
-
-
-def _describe(tensors) -> str:
-    shapes = [str(tuple(t.shape)).replace("None", "batch", 1).replace("None", "any") for t in tensors]
-    return shapes[0] if len(shapes) == 1 else f"{len(shapes)} tensors {', '.join(shapes)}"
 
 
 # --- Segmentation ------------------------------------------------------------------------------

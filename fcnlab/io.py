@@ -107,7 +107,7 @@ def load_npy(path) -> np.ndarray:
     """Load one `.npy` file without ever unpickling; every failure names the file and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise FcnlabError(f"{path}: file not found")
+        raise FcnlabError(f"{path}: file not found; rerun the stage that writes it (dvc repro)")
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as err:
@@ -117,8 +117,9 @@ def load_npy(path) -> np.ndarray:
                 "for safety; save it again as a plain numeric array (np.save(path, arr.astype(np.uint8)))"
             ) from None
         raise FcnlabError(f"{path}: not a readable .npy array ({err}); write it again with np.save") from None
-    except (OSError, EOFError) as err:
-        raise FcnlabError(f"{path}: truncated or corrupt .npy file ({err}); write it again with np.save") from None
+    except (OSError, EOFError, MemoryError, OverflowError) as err:
+        raise FcnlabError(f"{path}: truncated or corrupt .npy file ({type(err).__name__}: {err}); "
+                          "write it again with np.save, or rerun the stage that writes it") from None
 
 
 def load_arrays(directory, *names: str) -> dict[str, np.ndarray]:
@@ -204,13 +205,29 @@ def _renumber_shared_objects(config):
     return visit(config)
 
 
-def load_model(path):
-    """Load a `.keras` model in safe mode (no arbitrary code: Lambda layers are refused)."""
+def load_model(path, kind: str | None = None):
+    """Load a `.keras` model in safe mode (no arbitrary code: Lambda layers are refused).
+
+    `kind` ("segmentation", "encoder" or "decoder") also checks the model's input and output
+    shapes, so a model of the wrong kind is refused with a message naming the file.
+    """
     import keras
+
+    from fcnlab.model_checks import CHECKS
 
     path = Path(path)
     if not path.is_file():
-        raise FcnlabError(f"{path}: model file not found; run the training stage first")
+        raise FcnlabError(f"{path}: model file not found; run the training stage first (dvc repro)")
+    if not zipfile.is_zipfile(path):
+        raise FcnlabError(f"{path}: not a .keras model file (not a zip archive); "
+                          "retrain it (dvc repro) or re-download it")
+    model = _load_keras_file(keras, path)
+    if kind is not None:
+        CHECKS[kind](model, path)
+    return model
+
+
+def _load_keras_file(keras, path: Path):
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as err:

@@ -7,19 +7,27 @@
 
 Whatever the source, `prepare_mnist_subset` keeps the chosen digits (the seed keeps 1, 5, 6)
 and returns float32 images in [0, 1] shaped N x 28 x 28 x 1 with integer labels.
+
+The stages after it read those arrays back with `load_prepared_digits`, which checks them
+again (a hand-edited or stale `data/prepared/mnist` stops with one line, not a traceback).
 """
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fcnlab.errors import FcnlabError
+from fcnlab.io import load_arrays
 
 SOURCES = ("embedded", "keras")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+SIDE_PX = 28
+PREPARED_FIX = "rerun prepare-mnist-subset to rebuild it (dvc repro prepare-mnist-subset)"
 
 
 @dataclass
@@ -93,15 +101,23 @@ def _load_mnist_npz(path: Path):
         if missing:
             raise FcnlabError(
                 f"{path}: missing array(s) {', '.join(missing)}; an MNIST .npz needs "
-                f"{', '.join(NPZ_KEYS)} (Keras's layout)"
+                f"{', '.join(NPZ_KEYS)} (Keras's layout); save all four with np.savez"
             )
         try:
             return tuple(archive[key] for key in NPZ_KEYS)
         except ValueError as err:
+            if "pickle" not in str(err).lower():
+                raise FcnlabError(f"{path}: an array in it is unreadable ({err}); "
+                                  "save it again with np.savez") from None
             raise FcnlabError(
                 f"{path}: an array needs pickle to load ({err}); fcnlab refuses pickled data, "
                 "save numeric arrays with np.savez"
             ) from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise FcnlabError(f"{path}: corrupt .npz archive ({err}); save it again with np.savez") from None
+        except (MemoryError, OverflowError):
+            raise FcnlabError(f"{path}: an array in it is too large to load into memory; "
+                              "keep only the digits you need and save it again with np.savez") from None
 
 
 def prepare_mnist_subset(x_train, y_train, x_test, y_test, digits: list[int],
@@ -125,19 +141,73 @@ def _validated(origin: str, split: str, x: np.ndarray, y: np.ndarray):
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim == 4 and x.shape[-1] == 1:
         x = x[..., 0]
-    if x.ndim != 3 or x.shape[1:] != (28, 28):
-        raise FcnlabError(f"{origin}: x_{split} has shape {x.shape}; MNIST images must be N x 28 x 28")
+    if x.ndim != 3 or x.shape[1:] != (SIDE_PX, SIDE_PX) or len(x) == 0:
+        raise FcnlabError(f"{origin}: x_{split} has shape {x.shape}; MNIST images must be N x 28 x 28 "
+                          "with N >= 1; save them in that shape")
     if y.ndim != 1 or len(y) != len(x):
         raise FcnlabError(
-            f"{origin}: y_{split} has shape {y.shape} for {len(x)} images; labels must be a vector of length N")
+            f"{origin}: y_{split} has shape {y.shape} for {len(x)} images; labels must be a vector of length N; "
+            "save one integer label per image")
     if not np.issubdtype(y.dtype, np.integer):
-        raise FcnlabError(f"{origin}: y_{split} has dtype {y.dtype}; labels must be integers 0..9")
+        raise FcnlabError(f"{origin}: y_{split} has dtype {y.dtype}; labels must be integers 0..9; "
+                          "save them as integers (e.g. y.astype(np.int64))")
+    if y.min() < 0 or y.max() > 9:
+        raise FcnlabError(f"{origin}: y_{split} holds labels {y.min()}..{y.max()}; labels must be the "
+                          "digits 0..9; fix the labels and save again")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise FcnlabError(f"{origin}: x_{split} has dtype {x.dtype}; images must be numeric pixels 0..255")
+        raise FcnlabError(f"{origin}: x_{split} has dtype {x.dtype}; images must be numeric pixels 0..255; "
+                          "save them as uint8")
     if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 255:
         raise FcnlabError(f"{origin}: x_{split} has pixels outside 0..255 (or NaN/Inf); "
-                          "store raw MNIST pixels as uint8 0..255")
+                          "save raw MNIST pixels as uint8 0..255")
     return x, y
+
+
+def load_prepared_digits(directory, *names: str) -> dict[str, np.ndarray]:
+    """Read `<directory>/<name>.npy` for each of `names` (train_x, train_y, test_x, test_y) and
+    check them with `check_prepared_digits`; every problem is one FcnlabError naming the file."""
+    directory = Path(directory)
+    for name in names:
+        if not (directory / f"{name}.npy").is_file():
+            raise FcnlabError(f"{directory / f'{name}.npy'}: file not found; {PREPARED_FIX}")
+    try:
+        arrays = load_arrays(directory, *names)
+    except (MemoryError, OverflowError):  # a header claiming a shape no memory holds
+        raise FcnlabError(f"{directory}: an array there is too large to load into memory; {PREPARED_FIX}") from None
+    check_prepared_digits(arrays, directory)
+    return arrays
+
+
+def check_prepared_digits(arrays: dict[str, np.ndarray], origin) -> None:
+    """Refuse prepared MNIST arrays that are not what `prepare_mnist_subset` writes.
+
+    `arrays` maps names to arrays: `*_x` must be float32 N x 28 x 28 x 1 in [0, 1] (N >= 1),
+    `*_y` integer digits 0..9 of length N; a train_x/train_y (test_x/test_y) pair must agree
+    in N. `origin` is the directory the arrays came from (errors name `<origin>/<name>.npy`).
+    """
+    for name, array in arrays.items():
+        where = f"{Path(origin) / name}.npy"
+        if name.endswith("_x"):
+            if array.ndim != 4 or array.shape[1:] != (SIDE_PX, SIDE_PX, 1) or len(array) == 0:
+                raise FcnlabError(f"{where}: shape {array.shape}; prepared digits must be N x 28 x 28 x 1 "
+                                  f"(N >= 1); {PREPARED_FIX}")
+            if array.dtype != np.float32:
+                raise FcnlabError(f"{where}: dtype {array.dtype}; prepared digits must be float32; {PREPARED_FIX}")
+            if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+                raise FcnlabError(f"{where}: pixels outside [0, 1] (or NaN/Inf); prepared digits are "
+                                  f"scaled to [0, 1]; {PREPARED_FIX}")
+        elif name.endswith("_y"):
+            if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer) or len(array) == 0:
+                raise FcnlabError(f"{where}: shape {array.shape}, dtype {array.dtype}; prepared labels "
+                                  f"must be a non-empty vector of integers; {PREPARED_FIX}")
+            if array.min() < 0 or array.max() > 9:
+                raise FcnlabError(f"{where}: labels {array.min()}..{array.max()}; prepared labels must be "
+                                  f"digits 0..9; {PREPARED_FIX}")
+    for split in ("train", "test"):
+        x, y = arrays.get(f"{split}_x"), arrays.get(f"{split}_y")
+        if x is not None and y is not None and len(x) != len(y):
+            raise FcnlabError(f"{Path(origin) / split}_y.npy: {len(y)} labels for {len(x)} images in "
+                              f"{split}_x.npy; {PREPARED_FIX}")
 
 
 def digit_counts(splits: DigitSplits) -> dict:

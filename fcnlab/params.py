@@ -11,11 +11,14 @@ A wrong value stops the stage before any work with a message such as
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
 
 from fcnlab.errors import FcnlabError
+
+SHOWN_CHARS = 80  # how much of a wrong value an error message repeats
 
 
 def load_params(path) -> dict:
@@ -25,16 +28,21 @@ def load_params(path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise FcnlabError(f"{path}: not valid YAML ({err})") from None
+        reason = " ".join(str(err).split())  # YAML's message spans lines; the error is one line
+        raise FcnlabError(f"{path}: not valid YAML ({reason}); fix the syntax there") from None
+    except UnicodeDecodeError as err:
+        raise FcnlabError(f"{path}: not a text file ({err}); save it as UTF-8 YAML") from None
     if not isinstance(data, dict):
-        raise FcnlabError(f"{path}: must be a mapping of sections (mnist:, cae:, ...)")
+        raise FcnlabError(f"{path}: must be a mapping of sections (mnist:, cae:, ...); fix it as in "
+                          "the project's params.yaml")
     return data
 
 
 def load_section(path, name: str) -> "Section":
     data = load_params(path)
     if not isinstance(data.get(name), dict):
-        raise FcnlabError(f"{path}: section '{name}:' is missing or not a mapping")
+        raise FcnlabError(f"{path}: section '{name}:' is missing or not a mapping; add it as in "
+                          "the project's params.yaml")
     return Section(Path(path).name, name, data[name])
 
 
@@ -45,9 +53,11 @@ class Section:
         self.file_name, self.name, self.values = file_name, name, values
 
     def _fail(self, key: str, expectation: str):
-        shown = self.values.get(key, "<missing>")
+        shown = repr(self.values.get(key, "<missing>"))
+        if len(shown) > SHOWN_CHARS:  # a huge value would swamp the one-line message
+            shown = shown[:SHOWN_CHARS - 3] + "..."
         raise FcnlabError(
-            f"{self.file_name}: {self.name}.{key} must be {expectation}, got {shown!r}; "
+            f"{self.file_name}: {self.name}.{key} must be {expectation}, got {shown}; "
             f"fix it in {self.file_name}"
         )
 
@@ -73,7 +83,7 @@ class Section:
                exclusive_minimum: bool = False) -> float:
         expectation = "a number" + _range_text(minimum, maximum, exclusive_minimum)
         value = self._get(key, expectation)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if not _is_finite_number(value):
             self._fail(key, expectation)
         if not _in_range(value, minimum, maximum) or (exclusive_minimum and value == minimum):
             self._fail(key, expectation)
@@ -105,14 +115,24 @@ class Section:
         return list(value)
 
     def number_pairs(self, key: str) -> list[tuple[float, float]]:
-        expectation = "a list of [z1, z2] number pairs"
+        expectation = "a non-empty list of [z1, z2] pairs of finite numbers"
         value = self._get(key, expectation)
-        ok = isinstance(value, list) and all(
+        ok = isinstance(value, list) and len(value) >= 1 and all(
             isinstance(p, list) and len(p) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in value)
+            and all(_is_finite_number(v) for v in p) for p in value)
         if not ok:
             self._fail(key, expectation)
         return [(float(a), float(b)) for a, b in value]
+
+
+def _is_finite_number(value) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite and fits in a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _in_range(value, minimum, maximum) -> bool:

@@ -18,6 +18,14 @@ not kept: images with Pillow's bilinear filter, masks by nearest neighbour so th
 binary. S must be a multiple of 32 because FCN-8s downsamples by 32.
 
 Splits are seeded: the same files, fractions and seed give the same split.
+
+Memory guard: every source first counts the pixels it would hold (images x S x S, or the
+stored size where that is larger) and refuses more than `seg.max_megapixels` million, before
+reading or generating anything; see `TRAINING_BYTES_PER_PIXEL` for what a pixel costs.
+
+The stages after prepare-seg read its arrays back with `load_prepared_segmentation`, which
+checks them again, and render-overlays reads evaluate-iou's predictions with
+`load_test_predictions`; a stale or hand-edited file stops with one line naming it.
 """
 
 from __future__ import annotations
@@ -39,6 +47,16 @@ TRAIN_IMAGES, TRAIN_LABELS = "seg_train_imgs.npy", "seg_train_labels.npy"
 TEST_IMAGES, TEST_LABELS = "seg_test_imgs.npy", "seg_test_labels.npy"
 SPLIT_NAMES = ("train", "val", "test")
 NAMES_SHOWN = 5  # how many offending file names an error lists
+IMAGE_SIZE_MULTIPLE = 32  # FCN-8s's five 2x2 pools need sides that divide by 2**5
+PREPARED_FIX = "rerun prepare-seg to rebuild it (dvc repro prepare-seg)"
+
+# What one image pixel costs in memory while train-fcn runs with a frozen encoder (the default,
+# and the hungriest case): the uint8 image and mask (3 + 1 bytes), a float32 copy of the image
+# for VGG16 (12), the cached pool3/pool4/pool5 features (256/8**2 + 512/16**2 + 512/32**2 =
+# 6.5 float32 values: 26 bytes) and the float32 one-hot targets (8): about 50 bytes. So
+# seg.max_megapixels = 100 (params.yaml) means at most ~0.4 GB of prepared arrays on disk and
+# ~5 GB of memory in training.
+TRAINING_BYTES_PER_PIXEL = 50
 
 
 @dataclass
@@ -60,7 +78,8 @@ class SegSplits:
 # --- Source 1: demo scenes --------------------------------------------------------------------
 
 
-def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, seed: int) -> SegSplits:
+def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, seed: int,
+                      max_megapixels: float | None = None) -> SegSplits:
     """Generated scenes, each hiding one real MNIST digit in look-alike clutter.
 
     Each split draws its digits (and the digit fragments in its clutter) from its own MNIST
@@ -68,6 +87,10 @@ def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, se
     """
     _check_image_size(image_size)
     _check_seed(seed)
+    _check_demo_counts(n_train, n_val, n_test)
+    n_scenes = n_train + n_val + n_test
+    check_pixel_budget(n_scenes * image_size ** 2, f"{n_scenes} scenes of {image_size} x {image_size} px",
+                       max_megapixels, origin="params.yaml: seg.demo")
     digits = _mnist_digits()
     pools = demo_digit_indices(n_train, n_val, n_test, seed, available=len(digits))
     arrays = []
@@ -80,16 +103,22 @@ def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, se
 def demo_digit_indices(n_train: int, n_val: int, n_test: int, seed: int,
                        available: int) -> list[np.ndarray]:
     """Indices into the embedded MNIST digits for train, val and test: seeded, disjoint."""
-    counts = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
-    for key, count in counts.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise FcnlabError(f"params.yaml: seg.demo.{key} must be an integer >= 1, got {count!r}")
+    counts = _check_demo_counts(n_train, n_val, n_test)
     if sum(counts.values()) > available:
         raise FcnlabError(
             f"params.yaml: seg.demo asks for {sum(counts.values())} scenes but only {available} "
             "MNIST digits are embedded (each scene needs its own); lower seg.demo.n_train/n_val/n_test")
     order = np.random.default_rng(seed).permutation(available)
     return np.split(order[:sum(counts.values())], [n_train, n_train + n_val])
+
+
+def _check_demo_counts(n_train, n_val, n_test) -> dict[str, int]:
+    counts = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+    for key, count in counts.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise FcnlabError(f"params.yaml: seg.demo.{key} must be an integer >= 1, got {count!r}; "
+                              "fix it in params.yaml")
+    return counts
 
 
 @functools.cache
@@ -103,7 +132,8 @@ def _mnist_digits() -> np.ndarray:
 # --- Source 2: the seed's .npy files ----------------------------------------------------------
 
 
-def load_npy_source(folder, image_size: int, val_fraction: float, seed: int) -> SegSplits:
+def load_npy_source(folder, image_size: int, val_fraction: float, seed: int,
+                    max_megapixels: float | None = None) -> SegSplits:
     """The seed's `seg_*.npy` files: train/val by a seeded `val_fraction`, test from the test files.
 
     Images may be uint8 (or any integer type) in 0..255, or float: a float file whose
@@ -115,6 +145,7 @@ def load_npy_source(folder, image_size: int, val_fraction: float, seed: int) -> 
     _check_fraction("val_fraction", val_fraction)
     _check_seed(seed)
     folder = _existing_folder(folder, f"an npy source needs {TRAIN_IMAGES} and {TRAIN_LABELS} in it")
+    _check_npy_pixel_budget(folder, image_size, max_megapixels)
 
     images, masks = _load_npy_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS, image_size)
     train, val, _ = split_indices(len(images), seed, folder / TRAIN_IMAGES, val_fraction)
@@ -137,12 +168,14 @@ def _load_npy_pair(images_path: Path, labels_path: Path, image_size: int):
     for path in (images_path, labels_path):
         if not path.is_file():
             raise FcnlabError(f"{path}: file not found; an npy source folder needs "
-                              f"{TRAIN_IMAGES}, {TRAIN_LABELS}, {TEST_IMAGES} (+ optional {TEST_LABELS})")
-    images = _npy_images_as_uint8(load_npy(images_path), images_path)    # N x H x W x 3
-    masks = _npy_one_hot_as_mask(load_npy(labels_path), labels_path)     # N x H x W
+                              f"{TRAIN_IMAGES}, {TRAIN_LABELS}, {TEST_IMAGES} (+ optional {TEST_LABELS}): "
+                              "add it, or set seg.path to the folder that has them")
+    images = _npy_images_as_uint8(_load_source_npy(images_path), images_path)    # N x H x W x 3
+    masks = _npy_one_hot_as_mask(_load_source_npy(labels_path), labels_path)     # N x H x W
     if len(images) != len(masks):
         raise FcnlabError(f"{labels_path}: {len(masks)} labels for {len(images)} images in "
-                          f"{images_path.name}; both files must hold the same number of examples")
+                          f"{images_path.name}; both files must hold the same number of examples: "
+                          "save them again from the same list")
     if images.shape[1:3] != masks.shape[1:3]:
         raise FcnlabError(f"{labels_path}: labels are {masks.shape[1]} x {masks.shape[2]} pixels but the "
                           f"images in {images_path.name} are {images.shape[1]} x {images.shape[2]}; "
@@ -151,11 +184,56 @@ def _load_npy_pair(images_path: Path, labels_path: Path, image_size: int):
             np.stack([resize_mask(mask, image_size) for mask in masks]))
 
 
+def _load_source_npy(path: Path) -> np.ndarray:
+    try:
+        return load_npy(path)
+    except (MemoryError, OverflowError):  # a header claiming a shape no memory holds
+        raise FcnlabError(f"{path}: its header declares an array too large to load into memory; "
+                          "save the real array again with np.save") from None
+
+
+def _check_npy_pixel_budget(folder: Path, image_size: int, max_megapixels) -> None:
+    """Refuse npy files that would hold too many pixels, from their headers alone (no data read).
+
+    An image counts at its stored size while it is loaded, at S x S once resized; the larger
+    counts. Missing or unreadable files, and headers no array could match, are left for the
+    loader to report.
+    """
+    files = [TRAIN_IMAGES] + ([TEST_IMAGES] if (folder / TEST_LABELS).exists() else [])
+    n_images, pixels, largest = 0, 0, (image_size, image_size)
+    for name in files:
+        shape = npy_header_shape(folder / name)
+        if shape is None or len(shape) < 3 or max(shape) > 2 ** 62:   # (no array is that big: left
+            continue                                                     # for np.load to refuse)
+        n, height, width = shape[:3]
+        n_images += n
+        pixels += n * max(height * width, image_size ** 2)
+        largest = max(largest, (height, width), key=lambda hw: hw[0] * hw[1])
+    size = f"{largest[0]} x {largest[1]} px" + (" (their stored size)" if largest[0] * largest[1] > image_size ** 2
+                                                else "")
+    check_pixel_budget(pixels, f"{n_images} images of up to {size}", max_megapixels,
+                       origin=f"{folder / ' + '.join(files)}")
+
+
+def npy_header_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape a `.npy` file's header declares, read without loading (or unpickling) its data;
+    None if the file is missing or its header unreadable."""
+    try:
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, _ = read_header(file)
+    except (OSError, ValueError, EOFError, SyntaxError):
+        return None
+    return tuple(int(side) for side in shape)
+
+
 def _npy_images_as_uint8(images: np.ndarray, path: Path) -> np.ndarray:
     """N x H x W x 3 numeric -> uint8 0..255 (floats in 0..1 are scaled by 255)."""
-    if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
-        raise FcnlabError(f"{path}: shape {images.shape}; images must be N x H x W x 3 (RGB, N >= 1); "
-                          "stack grayscale images three times along the last axis")
+    if images.ndim != 4 or images.shape[-1] != 3 or images.size == 0:
+        raise FcnlabError(f"{path}: shape {images.shape}; images must be N x H x W x 3 (RGB, none of N, H, "
+                          "W zero); stack grayscale images three times along the last axis")
     _check_numeric(images, path, "images", allow_bool=False)
     if not np.all(np.isfinite(images)):
         raise FcnlabError(f"{path}: images contain NaN or Inf pixels; replace them "
@@ -163,7 +241,7 @@ def _npy_images_as_uint8(images: np.ndarray, path: Path) -> np.ndarray:
     low, high = images.min(), images.max()
     if low < 0 or high > 255:
         raise FcnlabError(f"{path}: pixel values span {low}..{high}; images must be 0..255 "
-                          "(or floats in 0..1)")
+                          "(or floats in 0..1); rescale them and save again")
     if np.issubdtype(images.dtype, np.floating) and high <= 1:
         images = images * 255.0
     return np.rint(images).astype(np.uint8)
@@ -173,7 +251,8 @@ def _npy_one_hot_as_mask(labels: np.ndarray, path: Path) -> np.ndarray:
     """N x H x W x 2 one-hot -> N x H x W uint8, 1 where channel 1 (foreground) is set."""
     if labels.ndim != 4 or labels.shape[-1] != 2:
         raise FcnlabError(f"{path}: shape {labels.shape}; labels must be one-hot N x H x W x 2 "
-                          "(channel 0 = background, channel 1 = foreground)")
+                          "(channel 0 = background, channel 1 = foreground); build them as "
+                          "np.stack([1 - mask, mask], axis=-1)")
     _check_numeric(labels, path, "labels", allow_bool=True)
     if not (np.all((labels == 0) | (labels == 1)) and np.all(labels.sum(axis=-1) == 1)):
         raise FcnlabError(f"{path}: labels are not one-hot (each pixel needs exactly one 1 across its 2 "
@@ -184,18 +263,21 @@ def _npy_one_hot_as_mask(labels: np.ndarray, path: Path) -> np.ndarray:
 def _check_numeric(array: np.ndarray, path: Path, what: str, allow_bool: bool) -> None:
     numeric = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
     if not (numeric or (allow_bool and array.dtype == bool)):
-        raise FcnlabError(f"{path}: dtype {array.dtype}; {what} must be numbers (uint8 or float)")
+        raise FcnlabError(f"{path}: dtype {array.dtype}; {what} must be numbers (uint8 or float); "
+                          "save them again as such")
 
 
 # --- Source 3: a folder of image and mask files -----------------------------------------------
 
 
 def load_folder_source(folder, image_size: int, foreground_value: int, val_fraction: float,
-                       test_fraction: float, seed: int) -> SegSplits:
+                       test_fraction: float, seed: int, max_megapixels: float | None = None) -> SegSplits:
     """`folder/images/*` and `folder/masks/*`, paired by file stem, split train/val/test by seed.
 
     Images: any mode Pillow reads with 8-bit channels (grayscale, RGB, RGBA, palette, ...),
-    converted to RGB (alpha dropped), any size, each resized to S x S.
+    converted to RGB (alpha dropped), any size, each resized to S x S. Images smaller than
+    S (even smaller than 32 px) are accepted and upscaled like any other: the network only
+    ever sees S x S, so only the sharpness of such an image suffers, not the run.
 
     Masks must be lossless (PNG, TIFF, BMP; not JPEG) and the same size as their image.
     They are read as grayscale (palette masks by palette index, as class-index PNGs store
@@ -218,6 +300,8 @@ def load_folder_source(folder, image_size: int, foreground_value: int, val_fract
     image_files = image_files_by_stem(folder / "images")
     mask_files = image_files_by_stem(folder / "masks")
     stems = _paired_stems(image_files, mask_files, folder)
+    check_pixel_budget(len(stems) * image_size ** 2, f"{len(stems)} images of {image_size} x {image_size} px",
+                       max_megapixels, origin=folder)
     pairs = [read_image_and_mask(image_files[stem], mask_files[stem], image_size, foreground_value)
              for stem in stems]
     images = np.stack([image for image, _ in pairs])    # N x S x S x 3
@@ -235,7 +319,7 @@ def image_files_by_stem(directory: Path) -> dict[str, Path]:
     """
     if not directory.is_dir():
         raise FcnlabError(f"{directory}: folder not found; a folder source needs images/ and masks/ "
-                          "subfolders whose files pair up by name")
+                          "subfolders whose files pair up by name: add it, or fix seg.path")
     extensions = Image.registered_extensions()
     files = sorted(path for path in directory.iterdir()
                    if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in extensions)
@@ -275,7 +359,7 @@ def read_image_and_mask(image_path: Path, mask_path: Path, image_size: int, fore
     if image.size != mask.size:
         raise FcnlabError(f"{mask_path}: mask is {mask.size[0]} x {mask.size[1]} pixels but its image "
                           f"{image_path.name} is {image.size[0]} x {image.size[1]}; "
-                          "a mask must match its image")
+                          "save each mask at its image's size")
     rgb = resize_image(_as_rgb(image, image_path), image_size)
     binary = _as_binary_mask(mask, mask_path)
     return rgb, resize_mask((binary == foreground_value).astype(np.uint8), image_size)
@@ -361,6 +445,97 @@ def segmentation_summary(splits: SegSplits) -> dict:
         summary[name] = {"count": int(len(masks)),
                          "foreground_fraction": round(float(masks.mean()), 6) if masks.size else 0.0}
     return summary
+
+
+def check_pixel_budget(pixels: int, description: str, max_megapixels: float | None, origin) -> None:
+    """Refuse to hold more than `max_megapixels` million pixels (None: no limit).
+
+    `description` says what the pixels are ("224 scenes of 128 x 128 px"), `origin` where
+    they come from (a folder, or the params key); both go into the message.
+    """
+    if max_megapixels is None:
+        return
+    if isinstance(max_megapixels, bool) or not isinstance(max_megapixels, (int, float)) or not max_megapixels > 0:
+        raise FcnlabError(f"params.yaml: seg.max_megapixels must be a number > 0, got {max_megapixels!r}; "
+                          "fix it in params.yaml")
+    if pixels > max_megapixels * 1e6:
+        raise FcnlabError(
+            f"{origin}: {description} would hold {pixels:.3g} pixels (about "
+            f"{pixels * TRAINING_BYTES_PER_PIXEL / 1e9:.3g} GB of memory in train-fcn), more than "
+            f"seg.max_megapixels = {max_megapixels:g} million; raise seg.max_megapixels in params.yaml "
+            "if this machine has the memory, or lower seg.image_size or use fewer images")
+
+
+def load_prepared_segmentation(directory, *names: str) -> dict[str, np.ndarray]:
+    """Read `<directory>/<name>.npy` for each of `names` (train_images, train_masks, ...) and
+    check them with `check_prepared_segmentation`; every problem is one FcnlabError naming the file."""
+    directory = Path(directory)
+    for name in names:
+        if not (directory / f"{name}.npy").is_file():
+            raise FcnlabError(f"{directory / f'{name}.npy'}: file not found; {PREPARED_FIX}")
+    try:
+        arrays = {name: load_npy(directory / f"{name}.npy") for name in names}
+    except (MemoryError, OverflowError):
+        raise FcnlabError(f"{directory}: an array there is too large to load into memory; {PREPARED_FIX}") from None
+    check_prepared_segmentation(arrays, directory)
+    return arrays
+
+
+def check_prepared_segmentation(arrays: dict[str, np.ndarray], origin) -> None:
+    """Refuse prepared segmentation arrays that are not what prepare-seg writes.
+
+    `arrays` maps names to arrays: `*_images` must be uint8 N x H x W x 3 (N >= 1, H and W
+    multiples of 32), `*_masks` uint8 N x H x W holding only 0 and 1, and each split's masks
+    must match its images. `origin` is their directory (errors name `<origin>/<name>.npy`).
+    """
+    for name, array in arrays.items():
+        where = f"{Path(origin) / name}.npy"
+        if name.endswith("_images"):
+            if array.ndim != 4 or array.shape[-1] != 3 or len(array) == 0:
+                raise FcnlabError(f"{where}: shape {array.shape}; prepared images must be N x H x W x 3 "
+                                  f"(RGB, N >= 1); {PREPARED_FIX}")
+            if array.dtype != np.uint8:
+                raise FcnlabError(f"{where}: dtype {array.dtype}; prepared images must be uint8 0..255; "
+                                  f"{PREPARED_FIX}")
+            height, width = array.shape[1:3]
+            if min(height, width) < IMAGE_SIZE_MULTIPLE or height % IMAGE_SIZE_MULTIPLE or width % IMAGE_SIZE_MULTIPLE:
+                raise FcnlabError(f"{where}: images are {height} x {width} px; FCN-8s needs sides that are "
+                                  f"multiples of {IMAGE_SIZE_MULTIPLE}: set seg.image_size accordingly and "
+                                  "rerun prepare-seg")
+        elif name.endswith("_masks"):
+            if array.ndim != 3 or array.dtype != np.uint8:
+                raise FcnlabError(f"{where}: shape {array.shape}, dtype {array.dtype}; prepared masks must be "
+                                  f"uint8 N x H x W; {PREPARED_FIX}")
+            if array.size and array.max() > 1:
+                odd = np.unique(array[array > 1])[:NAMES_SHOWN].tolist()
+                raise FcnlabError(f"{where}: mask values {odd}; prepared masks hold only 0 (background) "
+                                  f"and 1 (foreground); {PREPARED_FIX}")
+    for split in SPLIT_NAMES:
+        images, masks = arrays.get(f"{split}_images"), arrays.get(f"{split}_masks")
+        if images is not None and masks is not None and images.shape[:3] != masks.shape:
+            raise FcnlabError(f"{Path(origin) / split}_masks.npy: shape {masks.shape} does not match the "
+                              f"images {images.shape[:3]} in {split}_images.npy; {PREPARED_FIX}")
+
+
+def load_test_predictions(directory, test_masks: np.ndarray, name: str = "test_fg_probs") -> np.ndarray:
+    """evaluate-iou's N x H x W foreground probabilities, checked against the test masks."""
+    path = Path(directory) / f"{name}.npy"
+    fix = "rerun evaluate-iou to rebuild it (dvc repro evaluate-iou)"
+    if not path.is_file():
+        raise FcnlabError(f"{path}: file not found; {fix}")
+    try:
+        probs = load_npy(path)
+    except (MemoryError, OverflowError):
+        raise FcnlabError(f"{path}: too large to load into memory; {fix}") from None
+    if probs.shape != test_masks.shape:
+        raise FcnlabError(f"{path}: shape {probs.shape} but the test masks are {test_masks.shape}: the "
+                          f"predictions belong to other data; {fix}")
+    if not np.issubdtype(probs.dtype, np.floating):
+        raise FcnlabError(f"{path}: dtype {probs.dtype}; predictions must be float probabilities; {fix}")
+    if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1:
+        raise FcnlabError(f"{path}: values outside [0, 1] (or NaN/Inf); predictions must be "
+                          f"probabilities; {fix}")
+    return probs
 
 
 def _check_image_size(image_size) -> None:

@@ -2,8 +2,9 @@
 trivial baselines; per-image scores; IoU as a function of the decision threshold."""
 
 from fcnlab.fcn_training import predict_foreground
-from fcnlab.io import load_arrays, load_model, save_arrays, save_csv, save_json
+from fcnlab.io import load_model, save_arrays, save_csv, save_json
 from fcnlab.params import load_section
+from fcnlab.seg_data import load_prepared_segmentation
 from fcnlab.seg_metrics import (baselines, iou_vs_threshold, per_image_metrics, predict_masks,
                                 segmentation_metrics)
 from fcnlab.stage import run_stage
@@ -14,8 +15,8 @@ def main(args):
     threshold = evaluate.number("threshold", minimum=0.0, maximum=1.0)
     n_thresholds = evaluate.integer("n_thresholds", minimum=2, maximum=1001)
 
-    data = load_arrays(args.data, "train_images", "train_masks", "test_images", "test_masks")
-    model = load_model(args.model)
+    data = load_prepared_segmentation(args.data, "train_images", "train_masks", "test_images", "test_masks")
+    model = load_model(args.model, kind="segmentation")
     fg_probs = predict_foreground(model, data["test_images"])                    # N x H x W
     predicted = predict_masks(fg_probs, threshold)
 
@@ -32,4 +33,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, paths=["data", "model", "predictions", "per_image", "threshold_curve", "metrics"])
+    run_stage(main, __doc__, inputs=["data", "model"],
+              outputs=["predictions", "per_image", "threshold_curve", "metrics"])

@@ -4,9 +4,10 @@ import numpy as np
 
 from fcnlab.cae_figures import decoded_points_figure, latent_scatter_figure, manifold_figure
 from fcnlab.errors import FcnlabError
-from fcnlab.io import load_arrays, load_model, save_figure, save_json, save_text
+from fcnlab.io import load_model, save_figure, save_json, save_text
 from fcnlab.latent import decode, encode, knn_accuracy, latent_grid, median_latent_per_digit
 from fcnlab.latent_explorer import explorer_grid, explorer_html
+from fcnlab.mnist_data import load_prepared_digits
 from fcnlab.params import load_section
 from fcnlab.stage import run_stage
 
@@ -21,12 +22,13 @@ def main(args):
     auto_points = latent.values.get("decode_points") == "auto"
     fixed_points = None if auto_points else latent.number_pairs("decode_points")
 
-    data = load_arrays(args.data, "train_x", "train_y", "test_x", "test_y")
-    encoder, decoder = load_model(args.encoder), load_model(args.decoder)
+    data = load_prepared_digits(args.data, "train_x", "train_y", "test_x", "test_y")
+    if k > len(data["train_x"]):
+        raise FcnlabError(f"params.yaml: latent.knn_k={k} exceeds the {len(data['train_x'])} train images; "
+                          "lower it")
+    encoder, decoder = load_model(args.encoder, kind="encoder"), load_model(args.decoder, kind="decoder")
     train_z, test_z = encode(encoder, data["train_x"]), encode(encoder, data["test_x"])
     test_y = data["test_y"]
-    if k > len(train_z):
-        raise FcnlabError(f"params.yaml: latent.knn_k={k} exceeds the {len(train_z)} train images; lower it")
 
     # The seed draws 500 random test latents; a seeded draw keeps the figure reproducible.
     shown = np.sort(np.random.default_rng(seed).permutation(len(test_z))[:n_scatter])
@@ -52,5 +54,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, paths=["data", "encoder", "decoder", "scatter_csv", "scatter_png",
-                                    "decoded_png", "manifold_png", "explorer_html", "metrics"])
+    run_stage(main, __doc__, inputs=["data", "encoder", "decoder"],
+              outputs=["scatter_csv", "scatter_png", "decoded_png", "manifold_png", "explorer_html", "metrics"])

@@ -22,4 +22,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, paths=["out", "summary"])
+    run_stage(main, __doc__, inputs=[],
+              outputs=["out", "summary"])

@@ -12,24 +12,26 @@ def main(args):
     seg = load_section(args.params, "seg")
     source = seg.string("source")
     if source not in SOURCES:
-        raise FcnlabError(f"params.yaml: seg.source must be one of {', '.join(SOURCES)}, got {source!r}")
+        raise FcnlabError(f"params.yaml: seg.source must be one of {', '.join(SOURCES)}, got {source!r}; "
+                          "fix it in params.yaml")
     image_size = seg.integer("image_size", minimum=32, maximum=1024)
     seed = seg.integer("seed", minimum=0)
+    max_megapixels = seg.number("max_megapixels", minimum=0.0, exclusive_minimum=True)
 
     if source == "demo":
         demo = seg.section("demo")
         splits = demo_segmentation(demo.integer("n_train", minimum=1), demo.integer("n_val", minimum=1),
-                                   demo.integer("n_test", minimum=1), image_size, seed)
+                                   demo.integer("n_test", minimum=1), image_size, seed, max_megapixels)
     else:
         folder = seg.string("path")
         val_fraction = seg.number("val_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True)
         if source == "npy":
-            splits = load_npy_source(folder, image_size, val_fraction, seed)
+            splits = load_npy_source(folder, image_size, val_fraction, seed, max_megapixels)
         else:
             splits = load_folder_source(folder, image_size, seg.integer("foreground_value", minimum=0, maximum=1),
                                         val_fraction,
                                         seg.number("test_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True),
-                                        seed)
+                                        seed, max_megapixels)
     save_arrays(args.out, **splits.arrays())
     summary = {"source": source, **segmentation_summary(splits)}
     save_json(args.summary, summary)
@@ -39,4 +41,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, paths=["out", "summary"])
+    run_stage(main, __doc__, inputs=[],
+              outputs=["out", "summary"])

@@ -3,8 +3,9 @@
 import numpy as np
 
 from fcnlab.errors import FcnlabError
-from fcnlab.io import load_arrays, save_figures
+from fcnlab.io import save_figures
 from fcnlab.params import load_section
+from fcnlab.seg_data import load_prepared_segmentation, load_test_predictions
 from fcnlab.seg_figures import prediction_figure, ranked_grid_figure
 from fcnlab.seg_metrics import per_image_metrics, predict_masks
 from fcnlab.stage import run_stage
@@ -16,9 +17,9 @@ def main(args):
     examples = overlays.int_list("examples", minimum=0)
     n_ranked = overlays.integer("n_best_worst", minimum=1, maximum=16)
 
-    data = load_arrays(args.data, "test_images", "test_masks")
-    fg_probs = load_arrays(args.predictions, "test_fg_probs")["test_fg_probs"]
+    data = load_prepared_segmentation(args.data, "test_images", "test_masks")
     images, truth = data["test_images"], data["test_masks"]
+    fg_probs = load_test_predictions(args.predictions, truth)                   # N x H x W
     predicted = predict_masks(fg_probs, threshold)
     too_big = [i for i in examples if i >= len(images)]
     if too_big:
@@ -41,4 +42,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, paths=["data", "predictions", "figures"])
+    run_stage(main, __doc__, inputs=["data", "predictions"],
+              outputs=["figures"])

@@ -2,11 +2,13 @@
 
 from fcnlab.cae_figures import reconstruction_figure
 from fcnlab.cae_training import reconstruct, reconstruction_metrics, train_cae
-from fcnlab.io import load_arrays, save_figure, save_json, save_model
+from fcnlab.distribute import check_batch_size, is_chief, training_strategy
+from fcnlab.io import save_figure, save_json, save_model
+from fcnlab.mnist_data import load_prepared_digits
 from fcnlab.params import load_section
 from fcnlab.reproducibility import seed_everything
 from fcnlab.stage import run_stage
-from fcnlab.tracking import live_callback
+from fcnlab.tracking import live_callback, stop_if_diverged
 
 
 def main(args):
@@ -16,11 +18,19 @@ def main(args):
     learning_rate = cae.number("learning_rate", minimum=0.0, exclusive_minimum=True)
     seed = cae.integer("seed", minimum=0)
     n_examples = cae.integer("n_examples", minimum=1, maximum=32)
+    strategy = training_strategy(load_section(args.params, "train").string("strategy"))
+    chief = is_chief(strategy)  # in a multi-worker run the others train too but write nothing
 
-    data = load_arrays(args.data, "train_x", "test_x", "test_y")
+    data = load_prepared_digits(args.data, "train_x", "test_x", "test_y")
+    check_batch_size(batch_size, strategy, "cae.batch_size",
+                     train=len(data["train_x"]), test=len(data["test_x"]))
     seed_everything(seed)
     encoder, decoder = train_cae(data["train_x"], data["test_x"], epochs, batch_size, learning_rate,
-                                 callbacks=[live_callback(args.live)])
+                                 callbacks=[stop_if_diverged("cae.learning_rate")]
+                                 + ([live_callback(args.live)] if chief else []), strategy=strategy)
+    if not chief:
+        print("train-cae: trained as a non-chief worker (TF_CONFIG); the chief writes the outputs")
+        return
 
     metrics = {split: reconstruction_metrics(data[f"{split}_x"], reconstruct(encoder, decoder, data[f"{split}_x"]))
                for split in ("train", "test")}
@@ -34,4 +44,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, paths=["data", "encoder", "decoder", "live", "metrics", "figure"])
+    run_stage(main, __doc__, inputs=["data"],
+              outputs=["encoder", "decoder", "live", "metrics", "figure"])

@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from fcnlab.errors import FcnlabError
 from fcnlab.fcn import fcn8s_vgg16
 from fcnlab.fcn_training import train_fcn
-from fcnlab.io import load_arrays, save_json, save_model
+from fcnlab.io import save_json, save_model
 from fcnlab.params import load_section
 from fcnlab.reproducibility import seed_everything
+from fcnlab.seg_data import load_prepared_segmentation
 from fcnlab.stage import run_stage
-from fcnlab.tracking import live_callback
+from fcnlab.tracking import epoch_progress, live_callback, stop_if_diverged
 
 
 def main(args):
@@ -26,14 +26,13 @@ def main(args):
     learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
     seed = fcn.integer("seed", minimum=0)
 
-    data = load_arrays(args.data, "train_images", "train_masks", "val_images", "val_masks")
-    if data["train_images"].shape[1] % 32:
-        raise FcnlabError(f"{args.data}: images are {data['train_images'].shape[1]} px; FCN-8s needs a "
-                          "multiple of 32: set seg.image_size accordingly and rerun prepare-seg")
+    data = load_prepared_segmentation(args.data, "train_images", "train_masks", "val_images", "val_masks")
     seed_everything(seed)
     model = fcn8s_vgg16(n_classes=2, encoder_weights=encoder_weights, **config)
     train_fcn(model, data["train_images"], data["train_masks"], data["val_images"], data["val_masks"],
-              epochs, batch_size, learning_rate, callbacks=[live_callback(args.live)])
+              epochs, batch_size, learning_rate,
+              callbacks=[epoch_progress("train-fcn"), stop_if_diverged("fcn.learning_rate"),
+                         live_callback(args.live)])
     save_model(model, args.model)
     save_json(args.metrics, {
         "encoder_weights": encoder_weights, **config,
@@ -45,4 +44,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, paths=["data", "model", "live", "metrics"])
+    run_stage(main, __doc__, inputs=["data"],
+              outputs=["model", "live", "metrics"])

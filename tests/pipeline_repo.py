@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,22 @@ class PipelineRepo:
 
     def dvc(self, *args: str, check: bool = True) -> str:
         return self._run([sys.executable, "-m", "dvc", *args], check=check)
+
+    def start_dvc(self, *args: str) -> subprocess.Popen:
+        """Start `dvc` in its own process group, its output (unbuffered) readable line by line."""
+        return subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=self.path,
+                                env={**self.env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        """SIGKILL the whole process group (dvc and the stage it runs), as a crash or OOM would."""
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=60)
+        process.stdout.close()
 
     def _run(self, command, check=True) -> str:
         result = subprocess.run(command, cwd=self.path, env=self.env, capture_output=True, text=True,

@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import pytest
 
 from fcnlab.fcn import fcn8s_vgg16
 from fcnlab.fcn_training import (encoder_features_model, encoder_is_frozen, head_model, one_hot_masks,

@@ -99,6 +99,27 @@ def test_forced_rerun_gives_byte_identical_outputs(repo):
     assert repo.git("status", "--porcelain") == ""        # dvc.lock unchanged too
 
 
+def test_killed_training_leaves_nothing_half_written_and_reruns_cleanly(repo):
+    """SIGKILL `dvc repro` while train-fcn is inside its first epoch, then repro again."""
+    before = repo.output_hashes()
+    process = repo.start_dvc("repro", "--force", "--single-item", "train-fcn")
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("train-fcn: epoch 1/"):
+                break
+        assert lines and lines[-1].startswith("train-fcn: epoch 1/"), "".join(lines)
+    finally:
+        repo.kill(process)
+    assert not (repo.path / "models/fcn/fcn8s_vgg16.keras").exists()        # DVC removed it; no partial file
+    assert not list((repo.path / "models/fcn").glob(".*tmp*"))
+    assert "train-fcn" in repo.dvc("status")
+    output = repo.dvc("repro", "--no-run-cache")           # really train again (not restore a cached run)
+    assert repo.stages_run(output) == ["train-fcn"]        # downstream inputs came out identical
+    assert repo.output_hashes() == before
+
+
 # --- 2. A change reruns exactly the stages that depend on it ---------------------------------------
 
 
