@@ -30,26 +30,30 @@ def one_hot_masks(masks: np.ndarray, n_classes: int = 2) -> np.ndarray:
 
 
 def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: int,
-              batch_size: int, learning_rate: float, callbacks=(), cache_encoder_features: bool = True):
+              batch_size: int, learning_rate: float, callbacks=(), cache_encoder_features: bool = True,
+              strategy=None):
     """Fit `model` in place on uint8 images (the model preprocesses them) and 0/1 masks.
 
     The validation split gives the per-epoch `val_loss`/`val_accuracy` curves. When every
     encoder layer is frozen and `cache_encoder_features` is true, only the head is run per
     epoch (see the module docstring); the result is the same training, faster.
-    The caller seeds TensorFlow first (`seed_everything`).
+    The caller seeds TensorFlow first (`seed_everything`). With a `tf.distribute` `strategy`
+    (fcnlab.distribute), `model` must have been built in its scope and `batch_size` is global.
     """
     import keras
+    import tensorflow as tf
 
-    frozen = encoder_is_frozen(model)
-    trained = head_model(model) if (frozen and cache_encoder_features) else model
-    if trained is model:
-        train_x, val_x = train_images.astype(np.float32), val_images.astype(np.float32)
-    else:
-        features = encoder_features_model(model)
-        train_x = _predict_in_batches(features, train_images, batch_size)
-        val_x = _predict_in_batches(features, val_images, batch_size)
-    trained.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
-                    metrics=["accuracy"])
+    with (strategy or tf.distribute.get_strategy()).scope():
+        frozen = encoder_is_frozen(model)
+        trained = head_model(model) if (frozen and cache_encoder_features) else model
+        if trained is model:
+            train_x, val_x = train_images.astype(np.float32), val_images.astype(np.float32)
+        else:
+            features = encoder_features_model(model)
+            train_x = _predict_in_batches(features, train_images, batch_size)
+            val_x = _predict_in_batches(features, val_images, batch_size)
+        trained.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
+                        metrics=["accuracy"])
     trained.fit(train_x, one_hot_masks(train_masks), validation_data=(val_x, one_hot_masks(val_masks)),
                 epochs=epochs, batch_size=batch_size, shuffle=True, callbacks=list(callbacks), verbose=2)
     return model

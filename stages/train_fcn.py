@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from fcnlab.distribute import check_batch_size, is_chief, training_strategy
 from fcnlab.fcn import fcn8s_vgg16
 from fcnlab.fcn_training import train_fcn
 from fcnlab.io import save_json, save_model
@@ -25,14 +26,22 @@ def main(args):
     batch_size = fcn.integer("batch_size", minimum=1)
     learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
     seed = fcn.integer("seed", minimum=0)
+    strategy = training_strategy(load_section(args.params, "train").string("strategy"))
+    chief = is_chief(strategy)  # in a multi-worker run the others train too but write nothing
 
     data = load_prepared_segmentation(args.data, "train_images", "train_masks", "val_images", "val_masks")
+    check_batch_size(batch_size, strategy, "fcn.batch_size",
+                     train=len(data["train_images"]), val=len(data["val_images"]))
     seed_everything(seed)
-    model = fcn8s_vgg16(n_classes=2, encoder_weights=encoder_weights, **config)
+    with strategy.scope():
+        model = fcn8s_vgg16(n_classes=2, encoder_weights=encoder_weights, **config)
     train_fcn(model, data["train_images"], data["train_masks"], data["val_images"], data["val_masks"],
-              epochs, batch_size, learning_rate,
-              callbacks=[epoch_progress("train-fcn"), stop_if_diverged("fcn.learning_rate"),
-                         live_callback(args.live)])
+              epochs, batch_size, learning_rate, strategy=strategy,
+              callbacks=[epoch_progress("train-fcn"), stop_if_diverged("fcn.learning_rate")]
+              + ([live_callback(args.live)] if chief else []))
+    if not chief:
+        print("train-fcn: trained as a non-chief worker; the chief writes the outputs")
+        return
     save_model(model, args.model)
     save_json(args.metrics, {
         "encoder_weights": encoder_weights, **config,
