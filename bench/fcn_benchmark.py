@@ -84,7 +84,7 @@ def worker_seed_train(cfg):
 
     keras.utils.set_random_seed(0)
     data = _seg_data(cfg)
-    model = seed_fcn(cfg["image_size"], cfg["head_width"])
+    model = seed_fcn(cfg["image_size"], cfg["head_width"], freeze_encoder=cfg["freeze_encoder"])
     timer = EpochTimer()
     x = data.train_images.astype(np.float32)
     y = np.eye(2, dtype=np.float32)[data.train_masks]

@@ -10,11 +10,14 @@ import keras
 import numpy as np
 
 
-def seed_fcn(image_size: int = 224, head_width: int = 4096, n_classes: int = 2) -> keras.Model:
-    """Section 2.4.1-2.4.2: VGG16 (frozen, random weights offline) + the seed's FCN head.
+def seed_fcn(image_size: int = 224, head_width: int = 4096, n_classes: int = 2,
+             freeze_encoder: bool = True) -> keras.Model:
+    """Section 2.4.1-2.4.2: VGG16 (random weights offline) + the seed's FCN head.
 
     At 224 px this is the seed's exact graph (VGG16 with its top, layers[-5]/[14]/[10]); other
     sizes need VGG16 without its top, which has the same layers up to block5_pool.
+    `freeze_encoder=False` changes only `base_model.trainable`, to time the seed's code path on
+    the project's default (trainable) configuration.
     """
     if image_size == 224:
         base_model = keras.applications.VGG16(weights=None)
@@ -23,7 +26,7 @@ def seed_fcn(image_size: int = 224, head_width: int = 4096, n_classes: int = 2) 
         base_model = keras.applications.VGG16(weights=None, include_top=False,
                                               input_shape=(image_size, image_size, 3))
         map5 = base_model.layers[-1].output
-    base_model.trainable = False
+    base_model.trainable = not freeze_encoder
     conv6 = keras.layers.Conv2D(head_width, (7, 7), padding="same", activation="relu")(map5)
     fcn4 = keras.layers.Conv2D(head_width, (1, 1), padding="same", activation="relu")(conv6)
     fcn3 = keras.layers.Conv2D(n_classes, (1, 1), padding="same", activation="relu")(fcn4)
@@ -51,7 +54,7 @@ def seed_cae() -> keras.Model:
         keras.layers.Conv2DTranspose(32, (3, 3), strides=(2, 2), activation="relu", padding="same"),
         keras.layers.Conv2DTranspose(1, (7, 7), strides=(2, 2), padding="same"),
     ])
-    model = keras.Model(inputs=encoder.input, outputs=decoder(encoder.output))
+    model = keras.Model(inputs=encoder.inputs, outputs=decoder(encoder.outputs[0]))  # Keras 3: .input -> .inputs
     model.compile(optimizer="adam", loss="mean_squared_error")
     return model
 

@@ -166,15 +166,8 @@ def _validated(origin: str, split: str, x: np.ndarray, y: np.ndarray):
 def load_prepared_digits(directory, *names: str) -> dict[str, np.ndarray]:
     """Read `<directory>/<name>.npy` for each of `names` (train_x, train_y, test_x, test_y) and
     check them with `check_prepared_digits`; every problem is one FcnlabError naming the file."""
-    directory = Path(directory)
-    for name in names:
-        if not (directory / f"{name}.npy").is_file():
-            raise FcnlabError(f"{directory / f'{name}.npy'}: file not found; {PREPARED_FIX}")
-    try:
-        arrays = load_arrays(directory, *names)
-    except (MemoryError, OverflowError):  # a header claiming a shape no memory holds
-        raise FcnlabError(f"{directory}: an array there is too large to load into memory; {PREPARED_FIX}") from None
-    check_prepared_digits(arrays, directory)
+    arrays = load_arrays(directory, *names)
+    check_prepared_digits(arrays, Path(directory))
     return arrays
 
 

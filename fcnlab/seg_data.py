@@ -39,7 +39,7 @@ from PIL import Image
 
 from fcnlab import demo_scenes
 from fcnlab.errors import FcnlabError
-from fcnlab.io import load_npy
+from fcnlab.io import load_arrays, load_npy
 from fcnlab.mnist_data import embedded_mnist
 
 SOURCES = ("demo", "npy", "folder")
@@ -469,15 +469,8 @@ def check_pixel_budget(pixels: int, description: str, max_megapixels: float | No
 def load_prepared_segmentation(directory, *names: str) -> dict[str, np.ndarray]:
     """Read `<directory>/<name>.npy` for each of `names` (train_images, train_masks, ...) and
     check them with `check_prepared_segmentation`; every problem is one FcnlabError naming the file."""
-    directory = Path(directory)
-    for name in names:
-        if not (directory / f"{name}.npy").is_file():
-            raise FcnlabError(f"{directory / f'{name}.npy'}: file not found; {PREPARED_FIX}")
-    try:
-        arrays = {name: load_npy(directory / f"{name}.npy") for name in names}
-    except (MemoryError, OverflowError):
-        raise FcnlabError(f"{directory}: an array there is too large to load into memory; {PREPARED_FIX}") from None
-    check_prepared_segmentation(arrays, directory)
+    arrays = load_arrays(directory, *names)
+    check_prepared_segmentation(arrays, Path(directory))
     return arrays
 
 
