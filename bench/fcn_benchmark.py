@@ -221,7 +221,7 @@ def main():
     import yaml
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 2
     configs = {
         "seed (224 px, w 4096, frozen, batch 5)": {
             "image_size": 64 if args.quick else 224, "head_width": 64 if args.quick else 4096,
@@ -233,7 +233,7 @@ def main():
             "freeze_encoder": params["fcn"]["freeze_encoder"], "batch_size": params["fcn"]["batch_size"],
             "epochs": params["fcn"]["epochs"]},
     }
-    common = {"n_train": 10 if args.quick else 30, "n_test": 4 if args.quick else 12, "repeats": repeats,
+    common = {"n_train": 10 if args.quick else 20, "n_test": 4 if args.quick else 8, "repeats": repeats,
               "cae_epochs": 1 if args.quick else params["cae"]["epochs"]}
 
     peak = run_worker("peak", {**common, "matmul_size": 512 if args.quick else 2048})["gflops"]
