@@ -122,13 +122,7 @@ def worker_seed_predict(cfg):
     keras.utils.set_random_seed(0)
     images = _seg_data(cfg).test_images.astype(np.float32)
     model = seed_fcn(cfg["image_size"], cfg["head_width"])
-    seed_predict_one_by_one(model, images[:2])
-    times = []
-    for _ in range(cfg["repeats"]):
-        start = time.perf_counter()
-        seed_predict_one_by_one(model, images)
-        times.append(time.perf_counter() - start)
-    return {"images_per_second": len(images) / statistics.median(times)}
+    return _prediction_rate(lambda batch: seed_predict_one_by_one(model, batch), images, cfg["repeats"])
 
 
 def worker_fcnlab_predict(cfg):
@@ -139,11 +133,16 @@ def worker_fcnlab_predict(cfg):
     keras.utils.set_random_seed(0)
     images = _seg_data(cfg).test_images
     model = fcn8s_vgg16(head_width=cfg["head_width"])
-    predict_foreground(model, images[:2])
+    return _prediction_rate(lambda batch: predict_foreground(model, batch), images, cfg["repeats"])
+
+
+def _prediction_rate(predict, images, repeats: int) -> dict:
+    """Images per second of `predict(images)`: a warm-up on two images, then the median of repeats."""
+    predict(images[:2])
     times = []
-    for _ in range(cfg["repeats"]):
+    for _ in range(repeats):
         start = time.perf_counter()
-        predict_foreground(model, images)
+        predict(images)
         times.append(time.perf_counter() - start)
     return {"images_per_second": len(images) / statistics.median(times)}
 
