@@ -9,6 +9,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Browser tests drive Debian's Chromium (never a downloaded browser) with these flags; without
+# the networking ones Chromium keeps trying to reach Google's hosts from this offline machine.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def playwright_sync_api():
+    """Playwright's sync API for a test in Chromium. In CI (.ci/run installs both) a missing
+    browser or package fails the test; elsewhere the test is skipped, saying what to install."""
+    if os.environ.get("CI"):
+        import playwright.sync_api as sync_api
+        assert CHROMIUM.is_file(), f"{CHROMIUM} not found; .ci/run must apt-get install chromium"
+        return sync_api
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found; install Debian's chromium package (apt-get install -y chromium)")
+    return sync_api
+
 
 def run_script(script: str, *args: str, cwd=ROOT, env_extra=None, timeout=600):
     """Run `python stages/<script> args...` in a subprocess; return the CompletedProcess."""

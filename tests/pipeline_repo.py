@@ -72,6 +72,10 @@ class PipelineRepo:
         _deep_update(params, overrides)
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
+    def dvc_yaml_plots(self) -> list:
+        """The top-level `plots:` entries of the repo's dvc.yaml (a dict per chart, a path per image)."""
+        return yaml.safe_load((self.path / "dvc.yaml").read_text())["plots"]
+
     def git(self, *args: str) -> str:
         return self._run(["git", *args])
 

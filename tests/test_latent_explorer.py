@@ -19,13 +19,11 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import CHROMIUM, CHROMIUM_ARGS, playwright_sync_api
 from fcnlab.cae import cae_decoder
 from fcnlab.latent import decode
 from fcnlab.latent_explorer import explorer_grid, explorer_html, images_to_uint8
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 GRID_SIZE = 12
 ONE_GREY_LEVEL = 1 / 255
 
@@ -78,13 +76,7 @@ def test_grid_spans_the_latent_cloud_top_down(explorer):
 @pytest.fixture(scope="module")
 def page(explorer, tmp_path_factory):
     """The page opened from a file:// URL in headless Chromium, every request it makes recorded."""
-    if os.environ.get("CI"):  # CI installs both (.ci/run): there a missing browser is a failure
-        import playwright.sync_api as sync_api
-        assert CHROMIUM.is_file(), f"{CHROMIUM} not found; .ci/run must apt-get install chromium"
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' installs playwright")
-        if not CHROMIUM.is_file():
-            pytest.skip(f"{CHROMIUM} not found; install Debian's chromium package (apt-get install -y chromium)")
+    sync_api = playwright_sync_api()
     path = tmp_path_factory.mktemp("explorer") / "explorer.html"
     path.write_text(explorer["html"])
     with sync_api.sync_playwright() as playwright:

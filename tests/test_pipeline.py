@@ -6,11 +6,16 @@ versioning through a remote and a fresh clone, and the HTML report.
 """
 
 import json
+import os
+import re
+import shutil
+import subprocess
 import time
 
 import numpy as np
 import pytest
 
+from conftest import CHROMIUM, CHROMIUM_ARGS, playwright_sync_api
 from pipeline_repo import PipelineRepo
 
 pytestmark = pytest.mark.integration
@@ -242,3 +247,52 @@ def test_plots_show_renders_every_curve_and_figure_into_one_report(repo, tmp_pat
         assert name.split("/")[-1] in html, name
     for figure in ("best_by_iou.png", "worst_by_iou.png", "example_0.png"):
         assert figure in html
+
+
+def test_report_renders_every_chart_and_image_in_chromium(repo, tmp_path):
+    """Open `dvc plots show`'s page in headless Chromium. DVC's page loads Vega from a CDN, which
+    this offline machine cannot reach, so the very versions it names are installed from the npm
+    registry and served in the CDN's place; then every declared chart must draw and every image load."""
+    sync_api = playwright_sync_api()
+    report = tmp_path / "report"
+    repo.dvc("plots", "show", "-o", str(report))
+    html = (report / "index.html").read_text()
+    libraries = dict(re.findall(r"https://cdn\.jsdelivr\.net/npm/(vega(?:-lite|-embed)?)@([\d.]+)", html))
+    assert set(libraries) == {"vega", "vega-lite", "vega-embed"}
+    npm = shutil.which("npm")
+    if npm is None:
+        assert not os.environ.get("CI"), ".ci/run must install npm"
+        pytest.skip("npm is needed to fetch Vega from the npm registry")
+    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--legacy-peer-deps", "--prefix",
+                    str(tmp_path / "js"), *[f"{name}@{version}" for name, version in libraries.items()]],
+                   check=True, capture_output=True, timeout=600)
+    scripts = {name: tmp_path / "js/node_modules" / name / "build" / f"{name}.min.js" for name in libraries}
+
+    charts = [p for p in repo.dvc_yaml_plots() if isinstance(p, dict)]
+    images = [p for p in repo.dvc_yaml_plots() if isinstance(p, str)]
+    n_image_files = sum(len(list((repo.path / p).iterdir())) if (repo.path / p).is_dir() else 1 for p in images)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+
+            def serve_from_npm(route):
+                name = re.search(r"/npm/(vega(?:-lite|-embed)?)@", route.request.url).group(1)
+                route.fulfill(path=str(scripts[name]), content_type="application/javascript")
+
+            page.route(re.compile(r"https://cdn\.jsdelivr\.net/npm/.*"), serve_from_npm)
+            page.goto(report.joinpath("index.html").as_uri())
+            page.wait_for_function(
+                f"document.querySelectorAll('.vega-embed svg, .vega-embed canvas').length >= {len(charts)}",
+                timeout=60_000)
+            loaded = page.eval_on_selector_all(
+                "img", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            if os.environ.get("FCNLAB_ARTIFACTS"):
+                shutil.copy(tmp_path / "report.png", os.environ["FCNLAB_ARTIFACTS"])
+        finally:
+            browser.close()
+    assert errors == []
+    assert loaded == n_image_files
