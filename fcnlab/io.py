@@ -38,7 +38,7 @@ def atomic_path(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    _remove(tmp)
+    remove_path(tmp)
     try:
         yield tmp
         if not tmp.exists():
@@ -47,10 +47,12 @@ def atomic_path(path: str | os.PathLike):
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path) -> None:
+    """Delete a file, link or whole directory at `path`, if there is one."""
+    path = Path(path)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -171,7 +173,7 @@ def save_model(model, path) -> None:
             model.save(raw)
             _rewrite_zip_deterministically(raw, tmp)
         finally:
-            _remove(raw)
+            remove_path(raw)
 
 
 def _rewrite_zip_deterministically(source: Path, target: Path) -> None:

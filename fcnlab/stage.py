@@ -12,11 +12,10 @@ every output is written atomically nothing half-written is left for it to cache.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-from pathlib import Path
 
 from fcnlab.errors import FcnlabError
+from fcnlab.io import remove_path
 
 
 def run_stage(main, description: str, inputs: list[str], outputs: list[str]) -> None:
@@ -43,10 +42,3 @@ def run_stage(main, description: str, inputs: list[str], outputs: list[str]) -> 
             sys.exit(2)
         raise
 
-
-def remove_path(path) -> None:
-    path = Path(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
