@@ -4,8 +4,8 @@ import keras
 import numpy as np
 
 from fcnlab.fcn import fcn8s_vgg16
-from fcnlab.fcn_training import (encoder_features_model, encoder_is_frozen, head_model, one_hot_masks,
-                                 predict_foreground, train_fcn)
+from fcnlab.fcn_training import (encoder_features_model, encoder_is_frozen, fast_twin, head_model,
+                                 one_hot_masks, predict_foreground, predict_in_batches, train_fcn)
 from fcnlab.reproducibility import seed_everything
 
 
@@ -16,12 +16,12 @@ def tiny_data(n=6, size=64, seed=0):
     return images, masks
 
 
-def trained_weights(cache: bool, freeze: bool = True):
+def trained_weights(cache: bool, freeze: bool = True, speedups: bool = True):
     seed_everything(0)
     model = fcn8s_vgg16(head_width=8, freeze_encoder=freeze)
     images, masks = tiny_data()
     train_fcn(model, images[:4], masks[:4], images[4:], masks[4:], epochs=2, batch_size=2,
-              learning_rate=1e-3, cache_encoder_features=cache)
+              learning_rate=1e-3, cache_encoder_features=cache, speedups=speedups)
     return model, [w.numpy() for w in model.weights]
 
 
@@ -48,11 +48,49 @@ def test_encoder_is_frozen_follows_freeze_encoder():
 
 
 def test_cached_training_learns_the_same_weights_as_fitting_the_whole_model():
+    """The fast path (cache + padding-free conv6 + fused Adam) against the seed's plain fit."""
     _, cached = trained_weights(cache=True)
-    _, plain = trained_weights(cache=False)
+    _, plain = trained_weights(cache=False, speedups=False)
     assert len(cached) == len(plain)
     for a, b in zip(cached, plain):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_fast_trainable_training_learns_the_same_weights_as_the_plain_fit():
+    _, fast = trained_weights(cache=False, freeze=False)
+    _, plain = trained_weights(cache=False, freeze=False, speedups=False)
+    moved = [not np.allclose(a, b) for a, b in zip(fast, trained_weights(cache=False, freeze=False)[1])]
+    assert not any(moved)                                   # the fast path is deterministic
+    # Adam divides by the gradient's running RMS, so a weight whose gradient is ~0 moves by up to
+    # the learning rate whichever way rounding tips it: a rare element may differ by ~1e-4.
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+        assert np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-4)) > 0.995
+
+
+def test_fast_twin_shares_the_models_weights_and_outputs():
+    keras.utils.set_random_seed(0)
+    model = fcn8s_vgg16(head_width=8, image_size=64)
+    twin = fast_twin(model)
+    assert {id(w) for w in twin.weights} == {id(w) for w in model.weights}
+    assert "conv6_padding_free" in [layer.name for layer in twin.layers]
+    images, _ = tiny_data(n=3, size=64)
+    np.testing.assert_allclose(twin.predict(images.astype(np.float32), verbose=0),
+                               model.predict(images.astype(np.float32), verbose=0), atol=1e-6)
+
+
+def test_predict_in_batches_pads_the_last_batch_and_drops_the_padding():
+    keras.utils.set_random_seed(0)
+    model = fcn8s_vgg16(head_width=4, image_size=32)
+    features = encoder_features_model(model)
+    images, _ = tiny_data(n=5, size=32)
+    batched = predict_in_batches(features, images, batch_size=2)          # 2 + 2 + 1 (padded to 2)
+    whole = features.predict(images.astype(np.float32), verbose=0)
+    assert [b.shape[0] for b in batched] == [5, 5, 5]
+    for a, b in zip(batched, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    probs = predict_in_batches(model, images, batch_size=4)
+    assert probs.shape == (5, 32, 32, 2) and probs.dtype == np.float32
 
 
 def test_training_changes_only_the_head_when_the_encoder_is_frozen():
@@ -69,4 +107,4 @@ def test_predict_foreground_returns_channel_one_probabilities():
     images, _ = tiny_data(n=2, size=32)
     probs = predict_foreground(model, images)
     assert probs.shape == (2, 32, 32) and probs.dtype == np.float32
-    np.testing.assert_allclose(probs, model.predict(images.astype(np.float32), verbose=0)[..., 1])
+    np.testing.assert_allclose(probs, model.predict(images.astype(np.float32), verbose=0)[..., 1], atol=1e-6)
