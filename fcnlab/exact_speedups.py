@@ -46,7 +46,7 @@ class PaddingFreeConv2D(keras.layers.Layer):
     """
 
     def __init__(self, conv: keras.layers.Conv2D, **kwargs):
-        super().__init__(name=f"{conv.name}_padding_free", **kwargs)
+        super().__init__(name=f"{conv.name}_padding_free", dtype=conv.dtype_policy, **kwargs)
         if conv.strides != (1, 1) or conv.padding != "same" or conv.dilation_rate != (1, 1) \
                 or any(k % 2 == 0 for k in conv.kernel_size) or conv.data_format != "channels_last":
             raise ValueError(f"{conv.name}: PaddingFreeConv2D needs a stride-1, undilated, "
@@ -62,7 +62,8 @@ class PaddingFreeConv2D(keras.layers.Layer):
                 < MIN_SKIPPED_FRACTION:
             return self.conv(x)
         kernel_h, kernel_w = self.conv.kernel_size
-        taps = ops.unstack(ops.reshape(self.conv.kernel, (kernel_h * kernel_w,) + tuple(self.conv.kernel.shape[2:])))
+        kernel = ops.cast(self.conv.kernel, self.compute_dtype)
+        taps = ops.unstack(ops.reshape(kernel, (kernel_h * kernel_w,) + tuple(kernel.shape[2:])))
         total = None
         for dy in range(kernel_h):
             rows = _valid_outputs(dy, kernel_h, height)                       # output rows this tap reaches
@@ -77,7 +78,7 @@ class PaddingFreeConv2D(keras.layers.Layer):
                 product = ops.pad(product, [[0, 0], [r0, height - r1], [c0, width - c1], [0, 0]])
                 total = product if total is None else total + product
         if self.conv.use_bias:
-            total = total + self.conv.bias
+            total = total + ops.cast(self.conv.bias, self.compute_dtype)
         return self.conv.activation(total)
 
 

@@ -86,12 +86,16 @@ def model_input_size(model, height: int, width: int) -> tuple[int, int]:
     return fixed[0] or padded[0], fixed[1] or padded[1]
 
 
-def segment_image(model, image: np.ndarray) -> np.ndarray:
-    """H x W x 3 RGB image (0..255) of any size -> H x W float32 foreground probabilities."""
-    return segment_images(model, [image])[0]
+def segment_image(model, image: np.ndarray, precision: str = "float32") -> np.ndarray:
+    """H x W x 3 RGB image (0..255) of any size -> H x W float32 foreground probabilities.
+
+    precision: "float32", or "bfloat16" (faster where the hardware has it; see predict_foreground).
+    """
+    return segment_images(model, [image], precision=precision)[0]
 
 
-def segment_images(model, images: list[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
+def segment_images(model, images: list[np.ndarray], batch_size: int = 8,
+                   precision: str = "float32") -> list[np.ndarray]:
     """Like `segment_image` for each image; images padded to the same size share a batch."""
     by_size: dict[tuple[int, int], list[int]] = {}
     for index, image in enumerate(images):
@@ -99,7 +103,7 @@ def segment_images(model, images: list[np.ndarray], batch_size: int = 8) -> list
     fg_probs: list[np.ndarray | None] = [None] * len(images)
     for size, indices in by_size.items():
         padded = np.stack([_pad_to_size(images[i], *size) for i in indices])    # N x H' x W' x 3
-        probabilities = predict_foreground(model, padded, batch_size=batch_size)  # N x H' x W'
+        probabilities = predict_foreground(model, padded, batch_size, precision)  # N x H' x W'
         for i, probability in zip(indices, probabilities):
             height, width = images[i].shape[:2]
             fg_probs[i] = probability[:height, :width]                           # H x W
@@ -114,7 +118,7 @@ class SegmentedFile:
     error: FcnlabError | None = None     # why the file could not be segmented (then no image)
 
 
-def segment_files(model, paths, batch_size: int = 4) -> Iterator[SegmentedFile]:
+def segment_files(model, paths, batch_size: int = 4, precision: str = "float32") -> Iterator[SegmentedFile]:
     """Read and segment `batch_size` files at a time; yield one result per path, in order.
 
     A file that cannot be read (or is larger than a fixed-size model's input) yields its
@@ -131,7 +135,7 @@ def segment_files(model, paths, batch_size: int = 4) -> Iterator[SegmentedFile]:
                 result.image, result.error = None, err
         readable = [result for result in results if result.error is None]
         for result, fg_probs in zip(readable, segment_images(model, [r.image for r in readable],
-                                                             batch_size=batch_size)):
+                                                             batch_size, precision)):
             result.fg_probs = fg_probs
         yield from results
 

@@ -1,7 +1,7 @@
 """evaluate-iou: IoU, Dice, accuracy, precision/recall of the FCN on the test split, next to
 trivial baselines; per-image scores; IoU as a function of the decision threshold."""
 
-from fcnlab.fcn_training import predict_foreground
+from fcnlab.fcn_training import check_precision, predict_foreground
 from fcnlab.io import load_model, save_arrays, save_csv, save_json
 from fcnlab.params import load_section
 from fcnlab.seg_data import load_prepared_segmentation
@@ -14,10 +14,12 @@ def main(args):
     evaluate = load_section(args.params, "evaluate")
     threshold = evaluate.number("threshold", minimum=0.0, maximum=1.0)
     n_thresholds = evaluate.integer("n_thresholds", minimum=2, maximum=1001)
+    precision = evaluate.string("precision")
+    check_precision(precision, f"{args.params}: evaluate.precision")
 
     data = load_prepared_segmentation(args.data, "train_images", "train_masks", "test_images", "test_masks")
     model = load_model(args.model, kind="segmentation")
-    fg_probs = predict_foreground(model, data["test_images"])                    # N x H x W
+    fg_probs = predict_foreground(model, data["test_images"], precision=precision)  # N x H x W
     predicted = predict_masks(fg_probs, threshold)
 
     model_metrics = segmentation_metrics(data["test_masks"], predicted)
@@ -25,7 +27,7 @@ def main(args):
     save_csv(args.per_image, per_image_metrics(data["test_masks"], predicted))
     save_csv(args.threshold_curve, iou_vs_threshold(data["test_masks"], fg_probs, n_thresholds))
     save_json(args.metrics, {
-        "threshold": threshold, "n_test_images": int(len(predicted)), "model": model_metrics,
+        "threshold": threshold, "precision": precision, "n_test_images": int(len(predicted)), "model": model_metrics,
         "baselines": baselines(data["test_masks"], data["test_images"], data["train_images"], data["train_masks"]),
     })
     print(f"evaluate-iou: mean IoU {model_metrics['mean_iou']}, foreground IoU "

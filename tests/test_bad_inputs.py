@@ -511,6 +511,7 @@ CASES = [
     ("evaluate-iou", "model-missing", remove("fcn8s_vgg16.keras"), "fcn8s_vgg16.keras"),
     ("evaluate-iou", "model-garbage-bytes", write_bytes("fcn8s_vgg16.keras", b"\x00" * 64), "fcn8s_vgg16.keras"),
     ("evaluate-iou", "threshold-1.5", params(evaluate__threshold=1.5), "evaluate.threshold"),
+    ("evaluate-iou", "precision-float16", params(evaluate__precision="float16"), "evaluate.precision"),
     ("evaluate-iou", "test-masks-valued-2", save_npy("prepared_seg/test_masks.npy", _MASKS_2), "test_masks.npy"),
     ("evaluate-iou", "model-of-the-wrong-kind", use_model("fcn8s_vgg16.keras", "encoder"), "fcn8s_vgg16.keras"),
 

@@ -205,6 +205,24 @@ def test_segment_pads_to_a_fixed_size_models_input_and_refuses_larger_images(tmp
     assert f"{large}: image is 50 x 70 px but the model was built for 64 x 64 px" in error
 
 
+def test_segment_with_bfloat16_writes_masks_close_to_float32s(models, fcn, tmp_path):
+    image = write_image(tmp_path / "scene.png", random_pixels((40, 64, 3), seed=5))
+    assert main(["segment", str(image), "--model", str(models["fcn"]), "--out", str(tmp_path / "out"),
+                 "--precision", "bfloat16"]) == 0
+    mask = read_png(tmp_path / "out" / "scene_mask.png") == 255
+    exact = expected_fg_probs(fcn, read_png(image)) > 0.5
+    assert mask.shape == exact.shape and np.mean(mask == exact) > 0.95
+
+
+def test_segment_refuses_an_unknown_precision_before_loading_anything(tmp_path, capsys):
+    image = write_image(tmp_path / "scene.png", random_pixels((32, 32, 3), seed=6))
+    status = main(["segment", str(image), "--model", str(tmp_path / "missing.keras"), "--out",
+                   str(tmp_path / "out"), "--precision", "float16"])
+    assert status == 2
+    assert "--precision: 'float16' is not a precision; use one of float32, bfloat16" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_segment_refuses_two_inputs_that_would_write_the_same_outputs(models, tmp_path, capsys):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -5,7 +5,8 @@ import numpy as np
 
 from fcnlab.fcn import fcn8s_vgg16
 from fcnlab.fcn_training import (encoder_features_model, encoder_is_frozen, fast_twin, head_model,
-                                 one_hot_masks, predict_foreground, predict_in_batches, train_fcn)
+                                 one_hot_masks, predict_foreground, predict_in_batches, shuffled_batches,
+                                 train_fcn)
 from fcnlab.reproducibility import seed_everything
 
 
@@ -17,11 +18,12 @@ def tiny_data(n=6, size=64, seed=0):
 
 
 def trained_weights(cache: bool, freeze: bool = True, speedups: bool = True):
+    """Weights after 2 epochs; batches unshuffled, so every path sees the same order."""
     seed_everything(0)
     model = fcn8s_vgg16(head_width=8, freeze_encoder=freeze)
     images, masks = tiny_data()
     train_fcn(model, images[:4], masks[:4], images[4:], masks[4:], epochs=2, batch_size=2,
-              learning_rate=1e-3, cache_encoder_features=cache, speedups=speedups)
+              learning_rate=1e-3, cache_encoder_features=cache, speedups=speedups, shuffle=False)
     return model, [w.numpy() for w in model.weights]
 
 
@@ -62,10 +64,11 @@ def test_fast_trainable_training_learns_the_same_weights_as_the_plain_fit():
     moved = [not np.allclose(a, b) for a, b in zip(fast, trained_weights(cache=False, freeze=False)[1])]
     assert not any(moved)                                   # the fast path is deterministic
     # Adam divides by the gradient's running RMS, so a weight whose gradient is ~0 moves by up to
-    # the learning rate whichever way rounding tips it: a rare element may differ by ~1e-4.
+    # the learning rate (1e-3) each step whichever way rounding tips it: a rare element differs
+    # by up to 4 steps x 1e-3; over 99 % agree to 1e-4.
     for a, b in zip(fast, plain):
-        np.testing.assert_allclose(a, b, atol=1e-3)
-        assert np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-4)) > 0.995
+        np.testing.assert_allclose(a, b, atol=4e-3)
+        assert np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-4)) > 0.99
 
 
 def test_fast_twin_shares_the_models_weights_and_outputs():
@@ -108,3 +111,61 @@ def test_predict_foreground_returns_channel_one_probabilities():
     probs = predict_foreground(model, images)
     assert probs.shape == (2, 32, 32) and probs.dtype == np.float32
     np.testing.assert_allclose(probs, model.predict(images.astype(np.float32), verbose=0)[..., 1], atol=1e-6)
+
+
+def epochs_of_labels(stream, n_items, batch_size, n_epochs):
+    batches = iter(stream)
+    steps = -(-n_items // batch_size)
+    return [np.concatenate([next(batches)[1] for _ in range(steps)]).tolist() for _ in range(n_epochs)]
+
+
+def test_shuffled_batches_reshuffle_every_pass_and_follow_the_seed():
+    labels = np.arange(11, dtype=np.float32)
+    images = labels[:, None] * np.ones((11, 3), np.float32)
+    seed_everything(0)
+    epochs = epochs_of_labels(shuffled_batches(images, labels, 4), 11, 4, 3)
+    assert all(sorted(epoch) == labels.tolist() for epoch in epochs)        # each pass: every item once
+    assert epochs[0] != epochs[1] and epochs[0] != labels.tolist()          # reshuffled, not in order
+    seed_everything(0)
+    assert epochs_of_labels(shuffled_batches(images, labels, 4), 11, 4, 3) == epochs
+    in_order = epochs_of_labels(shuffled_batches(images, labels, 4, shuffle=False), 11, 4, 2)
+    assert in_order == [labels.tolist()] * 2
+    batch = next(iter(shuffled_batches([images, images * 2], labels, 4)))
+    np.testing.assert_array_equal(batch[0][1], batch[0][0] * 2)            # several inputs stay aligned
+
+
+def test_bfloat16_prediction_is_close_to_float32_and_follows_weight_changes():
+    keras.utils.set_random_seed(0)
+    model = fcn8s_vgg16(head_width=8)
+    images, _ = tiny_data(n=3, size=64)
+    exact = predict_foreground(model, images)
+    fast = predict_foreground(model, images, precision="bfloat16")
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    assert not np.array_equal(fast, exact)                    # it did compute in bfloat16
+    np.testing.assert_allclose(fast, exact, atol=2e-2)
+    bias = model.get_layer("up8_softmax").bias
+    bias.assign(np.array([0.0, 3.0], np.float32))            # push every pixel towards foreground
+    moved = predict_foreground(model, images, precision="bfloat16")
+    np.testing.assert_allclose(moved, predict_foreground(model, images), atol=2e-2)
+    assert moved.mean() > fast.mean() + 0.3
+
+
+def test_with_dtype_policy_copies_the_weights_and_computes_in_that_type():
+    from fcnlab.fcn_training import with_dtype_policy
+
+    keras.utils.set_random_seed(0)
+    model = fcn8s_vgg16(head_width=4)
+    copy = with_dtype_policy(model, "mixed_bfloat16")
+    assert copy.get_layer("conv6").compute_dtype == "bfloat16"
+    assert copy.get_layer("conv6").kernel.dtype == "float32"
+    for a, b in zip(copy.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_unknown_precision_is_refused_by_name():
+    import pytest
+
+    from fcnlab.errors import FcnlabError
+
+    with pytest.raises(FcnlabError, match="'float16' is not a precision; use one of float32, bfloat16"):
+        predict_foreground(fcn8s_vgg16(head_width=4), tiny_data(n=1, size=32)[0], precision="float16")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlab import seg_data
 from fcnlab.errors import FcnlabError
 from fcnlab.seg_data import (
     SegSplits,
