@@ -41,7 +41,7 @@ def one_hot_masks(masks: np.ndarray, n_classes: int = 2) -> np.ndarray:
 
 def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: int,
               batch_size: int, learning_rate: float, callbacks=(), cache_encoder_features: bool = True,
-              strategy=None, speedups: bool = True, shuffle: bool = True):
+              strategy=None, speedups: bool = True, shuffle: bool = True, precision: str = "float32"):
     """Fit `model` in place on uint8 images (the model preprocesses them) and 0/1 masks.
 
     The validation split gives the per-epoch `val_loss`/`val_accuracy` curves. When every
@@ -50,20 +50,24 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
     `speedups=False` fits `model` itself with Keras' Adam, exactly as the seed does (the
     reference the tests compare the fast paths against; `shuffle=False` makes both see the
     batches in the same order).
+    precision "bfloat16" trains a copy under Keras' mixed_bfloat16 policy (float32 weights,
+    bfloat16 products) and copies its weights back: `model` stays a float32 model.
     The caller seeds TensorFlow first (`seed_everything`). With a `tf.distribute` `strategy`
     (fcnlab.distribute), `model` must have been built in its scope and `batch_size` is global.
     """
     import keras
     import tensorflow as tf
 
+    check_precision(precision)
     with (strategy or tf.distribute.get_strategy()).scope():
-        if encoder_is_frozen(model) and cache_encoder_features:
-            trained = head_model(model, padding_free=speedups)
-            features = encoder_features_model(model)
+        work = model if precision == "float32" else with_dtype_policy(model, "mixed_bfloat16")
+        if encoder_is_frozen(work) and cache_encoder_features:
+            trained = head_model(work, padding_free=speedups)
+            features = encoder_features_model(work)
             train_x = predict_in_batches(features, train_images, max(batch_size, 8))
             val_x = predict_in_batches(features, val_images, max(batch_size, 8))
         else:
-            trained = fast_twin(model) if speedups else model
+            trained = fast_twin(work) if speedups else work
             train_x, val_x = train_images.astype(np.float32), val_images.astype(np.float32)
         optimizer = (FusedAdam if speedups else keras.optimizers.Adam)(learning_rate)
         trained.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
@@ -74,6 +78,8 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
         trained.fit(batches, steps_per_epoch=-(-len(train_masks) // batch_size), **fit)
     else:
         trained.fit(train_x, one_hot_masks(train_masks), batch_size=batch_size, shuffle=shuffle, **fit)
+    if work is not model:
+        model.set_weights(work.get_weights())
     return model
 
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from fcnlab.distribute import check_batch_size, is_chief, training_strategy
 from fcnlab.fcn import fcn8s_vgg16
-from fcnlab.fcn_training import train_fcn
+from fcnlab.fcn_training import check_precision, train_fcn
 from fcnlab.io import save_json, save_model
 from fcnlab.params import load_section
 from fcnlab.reproducibility import seed_everything
@@ -26,6 +26,8 @@ def main(args):
     batch_size = fcn.integer("batch_size", minimum=1)
     learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
     seed = fcn.integer("seed", minimum=0)
+    precision = fcn.string("precision")
+    check_precision(precision, f"{args.params}: fcn.precision")
     strategy = training_strategy(load_section(args.params, "train").string("strategy"))
     chief = is_chief(strategy)  # in a multi-worker run the others train too but write nothing
 
@@ -36,7 +38,7 @@ def main(args):
     with strategy.scope():
         model = fcn8s_vgg16(n_classes=2, encoder_weights=encoder_weights, **config)
     train_fcn(model, data["train_images"], data["train_masks"], data["val_images"], data["val_masks"],
-              epochs, batch_size, learning_rate, strategy=strategy,
+              epochs, batch_size, learning_rate, strategy=strategy, precision=precision,
               callbacks=[epoch_progress("train-fcn"), stop_if_diverged("fcn.learning_rate")]
               + ([live_callback(args.live)] if chief else []))
     if not chief:
@@ -44,7 +46,7 @@ def main(args):
         return
     save_model(model, args.model)
     save_json(args.metrics, {
-        "encoder_weights": encoder_weights, **config,
+        "encoder_weights": encoder_weights, **config, "precision": precision,
         "parameters": {"total": int(model.count_params()),
                        "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights))},
     })

@@ -506,6 +506,7 @@ CASES = [
     ("train-fcn", "encoder-weights-file-missing", params(fcn__encoder_weights="no/such/vgg16.h5"),
      "fcn.encoder_weights"),
     ("train-fcn", "freeze-encoder-yes-string", params(fcn__freeze_encoder="yes"), "fcn.freeze_encoder"),
+    ("train-fcn", "precision-half", params(fcn__precision="half"), "fcn.precision"),
 
     # evaluate-iou (TensorFlow: ~4 s a case)
     ("evaluate-iou", "model-missing", remove("fcn8s_vgg16.keras"), "fcn8s_vgg16.keras"),

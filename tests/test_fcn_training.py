@@ -169,3 +169,20 @@ def test_an_unknown_precision_is_refused_by_name():
 
     with pytest.raises(FcnlabError, match="'float16' is not a precision; use one of float32, bfloat16"):
         predict_foreground(fcn8s_vgg16(head_width=4), tiny_data(n=1, size=32)[0], precision="float16")
+
+
+def test_bfloat16_training_learns_nearly_the_float32_weights_into_a_float32_model():
+    seed_everything(0)
+    model = fcn8s_vgg16(head_width=8)
+    images, masks = tiny_data()
+    train_fcn(model, images[:4], masks[:4], images[4:], masks[4:], epochs=2, batch_size=2,
+              learning_rate=1e-3, shuffle=False, precision="bfloat16")
+    bf16 = [w.numpy() for w in model.weights]
+    _, fp32 = trained_weights(cache=True)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert [w.dtype for w in model.weights] == ["float32"] * len(model.weights)
+    head = {w.path for w in model.weights if w.path.startswith(("conv6", "fc7", "score", "up"))}
+    moved = [not np.array_equal(a, b) for w, a, b in zip(model.weights, bf16, fp32) if w.path in head]
+    assert any(moved)                                                      # trained differently...
+    for a, b in zip(bf16, fp32):
+        np.testing.assert_allclose(a, b, atol=4e-3)                        # ...but to nearly the same weights
