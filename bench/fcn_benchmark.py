@@ -11,6 +11,8 @@ the project's default from params.yaml -- it times, on the same generated images
                     head fitted with padding-free conv6 and fused Adam (fcnlab.exact_speedups)
     seed predict    the seed's `model.predict(test_imgs[[i]])`, one image per call
     fcnlab predict  `fcnlab.fcn_training.predict_foreground` (batched, padding-free conv6)
+    ... bf16        the two fcnlab paths again with precision bfloat16 (opt-in mixed precision;
+                    its "% peak" is still a fraction of the FP32 peak)
 
 plus the CAE's training (seed vs fcnlab) and the machine's practical FP32 peak (the faster of
 a large matmul and a large 3x3 convolution). Every measurement runs in its own subprocess (so
@@ -102,7 +104,7 @@ def worker_fcnlab_train(cfg):
     import keras
     import numpy as np
     from fcnlab.fcn import fcn8s_vgg16
-    from fcnlab.fcn_training import encoder_features_model, predict_in_batches, train_fcn
+    from fcnlab.fcn_training import encoder_features_model, predict_in_batches, train_fcn, with_dtype_policy
 
     keras.utils.set_random_seed(0)
     data = _seg_data(cfg)
@@ -110,10 +112,12 @@ def worker_fcnlab_train(cfg):
     timer = EpochTimer()
     train_fcn(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
               epochs=1 + cfg["repeats"], batch_size=cfg["batch_size"], learning_rate=1e-4,
-              callbacks=[timer.callback])
+              callbacks=[timer.callback], precision=cfg["precision"])
     epoch = statistics.median(timer.seconds[1:])
     cache = 0.0
     if cfg["freeze_encoder"]:          # train_fcn cached the encoder's maps once: time that, warm
+        if cfg["precision"] != "float32":
+            model = with_dtype_policy(model, f"mixed_{cfg['precision']}")
         features = encoder_features_model(model)
         images = np.concatenate([data.train_images, data.val_images])
         cache = _warm_seconds(lambda: predict_in_batches(features, images, max(cfg["batch_size"], 8)),
@@ -152,7 +156,8 @@ def worker_fcnlab_predict(cfg):
     keras.utils.set_random_seed(0)
     images = _seg_data(cfg).test_images
     model = fcn8s_vgg16(head_width=cfg["head_width"])
-    return _prediction_rate(lambda batch: predict_foreground(model, batch), images, cfg["repeats"])
+    return _prediction_rate(lambda batch: predict_foreground(model, batch, precision=cfg["precision"]),
+                            images, cfg["repeats"])
 
 
 def _prediction_rate(predict, images, repeats: int) -> dict:
@@ -193,6 +198,17 @@ def worker_fcnlab_cae(cfg):
 
 
 WORKERS = {name[len("worker_"):]: fn for name, fn in globals().items() if name.startswith("worker_")}
+
+# Rows of the table: path -> (worker, config overrides). The bf16 rows are fcnlab's opt-in
+# mixed precision (fcn.precision / evaluate.precision: bfloat16).
+PATHS = {
+    "seed_train": ("seed_train", {}),
+    "fcnlab_train": ("fcnlab_train", {"precision": "float32"}),
+    "fcnlab_train_bf16": ("fcnlab_train", {"precision": "bfloat16"}),
+    "seed_predict": ("seed_predict", {}),
+    "fcnlab_predict": ("fcnlab_predict", {"precision": "float32"}),
+    "fcnlab_predict_bf16": ("fcnlab_predict", {"precision": "bfloat16"}),
+}
 
 
 def run_worker(name: str, cfg: dict) -> dict:
@@ -245,16 +261,16 @@ def gflop_counts(cfg) -> dict:
 def performed_gflops_per_second(cfg, flops, measured) -> dict:
     """Achieved GFLOP/s of each path, counting the FLOPs it actually performs."""
     done, m = flops["performed"], measured
-    train = m["fcnlab_train"]
     n, n_cached = cfg["n_train"], cfg["n_train"] + 4                    # 4 validation images
     epochs = cfg["epochs"]
     ours_total = done["fcnlab_cache"] * n_cached + done["fcnlab_train_epoch"] * n * epochs
-    return {
-        "seed_train": done["seed_train_step"] * m["seed_train"]["images_per_second"],
-        "fcnlab_train": ours_total / (train["cache_seconds"] + epochs * train["epoch_seconds"]),
-        "seed_predict": done["seed_predict"] * m["seed_predict"]["images_per_second"],
-        "fcnlab_predict": done["fcnlab_predict"] * m["fcnlab_predict"]["images_per_second"],
-    }
+    rates = {"seed_train": done["seed_train_step"] * m["seed_train"]["images_per_second"]}
+    for path in PATHS:
+        if path.startswith("fcnlab_train"):
+            rates[path] = ours_total / (m[path]["cache_seconds"] + epochs * m[path]["epoch_seconds"])
+        elif "predict" in path:
+            rates[path] = done[path.replace("_bf16", "")] * m[path]["images_per_second"]
+    return rates
 
 
 def main():
@@ -297,13 +313,12 @@ def main():
     for name, cfg in configs.items():
         cfg = {**common, **cfg}
         flops = gflop_counts(cfg)
-        measured = {path: run_worker(path, cfg) for path in
-                    ("seed_train", "fcnlab_train", "seed_predict", "fcnlab_predict")}
+        measured = {path: run_worker(worker, {**cfg, **extra}) for path, (worker, extra) in PATHS.items()}
         rate = {path: measured[path]["images_per_second"] for path in measured}
         summary = {
             "config": cfg, "gflop_per_image": flops, "measured": measured,
-            "train_speedup": rate["fcnlab_train"] / rate["seed_train"],
-            "predict_speedup": rate["fcnlab_predict"] / rate["seed_predict"],
+            "speedup_vs_seed": {path: rate[path] / rate["seed_train" if "train" in path else "seed_predict"]
+                                for path in rate},
             "model_gflops_per_second": {path: (flops["model_train_step"] if "train" in path
                                                else flops["model_forward"]) * rate[path] for path in rate},
             "performed_gflops_per_second": performed_gflops_per_second(cfg, flops, measured),
@@ -318,15 +333,15 @@ def main():
 
     print(f"\nMachine: {results['machine']}; practical FP32 peak: {peak:.1f} GFLOP/s "
           f"(best of {', '.join(f'{k} {v:.0f}' for k, v in peak_by_kernel.items())})")
-    header = (f"{'configuration':46} {'path':15} {'img/s':>7} {'vs seed':>8} {'model GF/s':>10} "
+    header = (f"{'configuration':46} {'path':20} {'img/s':>7} {'vs seed':>8} {'model GF/s':>10} "
               f"{'done GF/s':>9} {'% peak':>7} {'RSS MB':>7}")
     print(header)
     print("-" * len(header))
     for name, s in rows:
-        for path in ("seed_train", "fcnlab_train", "seed_predict", "fcnlab_predict"):
+        for path in PATHS:
             m = s["measured"][path]
-            ratio = s["train_speedup" if "train" in path else "predict_speedup"] if path.startswith("fcnlab") else 1.0
-            print(f"{name:46} {path.replace('_', ' '):15} {m['images_per_second']:7.2f} {ratio:7.2f}x "
+            ratio = s["speedup_vs_seed"][path]
+            print(f"{name:46} {path.replace('_', ' '):20} {m['images_per_second']:7.2f} {ratio:7.2f}x "
                   f"{s['model_gflops_per_second'][path]:10.1f} {s['performed_gflops_per_second'][path]:9.1f} "
                   f"{100 * s['performed_fraction_of_peak'][path]:6.1f}% {m['peak_rss_mb']:7.0f}")
     print(f"\nCAE training ({common['cae_epochs']} epochs): seed {cae['seed']['seconds']:.1f} s "
