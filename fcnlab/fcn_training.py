@@ -198,8 +198,9 @@ def predict_foreground(model, images: np.ndarray, batch_size: int = 8, precision
     return predict_in_batches(_prediction_twin(model, precision), images, batch_size)[..., 1]
 
 
-# model -> {precision: its prediction twin}; kept while the model lives, so calls on the same model
-# reuse one traced graph (`segment_files` predicts chunk by chunk).
+# model -> {precision: (copy or None, twin or None)}; kept while the model lives (the values never
+# hold the model itself), so calls on the same model reuse one traced graph (`segment_files`
+# predicts chunk by chunk).
 _PREDICTION_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -211,13 +212,14 @@ def check_precision(precision: str, where: str = "precision") -> None:
 def _prediction_twin(model, precision: str):
     check_precision(precision)
     twins = _PREDICTION_TWINS.setdefault(model, {})
-    if precision not in twins:
-        source = model if precision == "float32" else with_dtype_policy(model, "mixed_bfloat16")
-        twins[precision] = (source, fast_twin(source) if is_fcn8s(source) else source)
-    source, twin = twins[precision]
-    if source is not model:                          # a copy: bring its weights up to date
-        source.set_weights(model.get_weights())
-    return twin
+    if precision not in twins:           # (copy, twin); the float32 twin shares model's weights
+        copy = None if precision == "float32" else with_dtype_policy(model, "mixed_bfloat16")
+        source = model if copy is None else copy
+        twins[precision] = (copy, fast_twin(source) if is_fcn8s(source) else copy)
+    copy, twin = twins[precision]
+    if copy is not None:                               # bring the copy's weights up to date
+        copy.set_weights(model.get_weights())
+    return model if twin is None else twin
 
 
 def with_dtype_policy(model, policy: str):

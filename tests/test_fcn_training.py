@@ -186,3 +186,21 @@ def test_bfloat16_training_learns_nearly_the_float32_weights_into_a_float32_mode
     assert any(moved)                                                      # trained differently...
     for a, b in zip(bf16, fp32):
         np.testing.assert_allclose(a, b, atol=4e-3)                        # ...but to nearly the same weights
+
+
+def test_predicting_keeps_no_model_alive_and_reuses_one_twin_per_model():
+    import gc
+    import weakref
+
+    from fcnlab.fcn_training import _prediction_twin
+
+    keras.utils.set_random_seed(0)
+    model = fcn8s_vgg16(head_width=4)
+    images, _ = tiny_data(n=1, size=32)
+    predict_foreground(model, images)
+    predict_foreground(model, images, precision="bfloat16")
+    assert _prediction_twin(model, "float32") is _prediction_twin(model, "float32")
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None                             # the cache let go of it
