@@ -80,7 +80,8 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
                callbacks=list(callbacks), verbose=2)
     if speedups:
         batches = shuffled_batches(train_x, one_hot_masks(train_masks), batch_size, shuffle)
-        trained.fit(batches, steps_per_epoch=-(-len(train_masks) // batch_size), **fit)
+        trained.fit(batches, steps_per_epoch=-(-len(train_masks) // batch_size),
+                    shuffle=False, **fit)                      # the stream shuffles itself
     else:
         trained.fit(train_x, one_hot_masks(train_masks), batch_size=batch_size, shuffle=shuffle, **fit)
     if work is not model:
