@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--precision", default="float32", metavar="{float32,bfloat16}",
                          help="arithmetic of the network: bfloat16 is about 2x faster on CPUs with "
                               "AVX512-BF16 or AMX and on recent GPUs, slower elsewhere; "
-                              "probabilities move by ~1e-3 (default: float32)")
+                              "probabilities move by up to ~1e-2 (default: float32)")
     segment.set_defaults(run=run_segment)
 
     decode = commands.add_parser(

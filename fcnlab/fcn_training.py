@@ -22,7 +22,7 @@ batch by batch through `predict_on_batch`: on 2 CPU cores Keras' `predict` added
 the time of a 224-px batch of 8 (0.32 s against 0.22 s an image).
 
 precision "bfloat16" (params `fcn.precision`, `evaluate.precision`) is Keras' mixed precision:
-float32 weights, bfloat16 products. Unlike the above it changes the numbers (by ~1e-3 in a
+float32 weights, bfloat16 products. Unlike the above it changes the numbers (by up to ~1e-2 in a
 probability); it is about 2x faster where the hardware multiplies bfloat16 natively.
 """
 
@@ -194,7 +194,7 @@ def predict_foreground(model, images: np.ndarray, batch_size: int = 8, precision
     rounding. "bfloat16" computes with Keras' mixed_bfloat16
     policy (weights kept in float32, products in bfloat16): about 2x faster on CPUs with
     AVX512-BF16 or AMX and on recent GPUs, slower on CPUs without them; probabilities then
-    differ by up to a few 1e-3 (see README, Performance).
+    differ by up to ~1e-2 (0.012 measured; see README, Performance).
     """
     return predict_in_batches(_prediction_twin(model, precision), images, batch_size)[..., 1]
 
