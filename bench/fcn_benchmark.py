@@ -63,10 +63,13 @@ def _gflops(fn, flops: int, repeats: int) -> float:
     return flops / _warm_seconds(lambda: fn().numpy(), repeats * 3) / 1e9
 
 
+N_VAL = 4   # validation images: fcnlab's train-fcn validates on them every epoch (the seed does not)
+
+
 def _seg_data(cfg):
     from fcnlab.seg_data import demo_segmentation
 
-    return demo_segmentation(cfg["n_train"], 4, cfg["n_test"], cfg["image_size"], seed=0)
+    return demo_segmentation(cfg["n_train"], N_VAL, cfg["n_test"], cfg["image_size"], seed=0)
 
 
 class EpochTimer:
@@ -261,7 +264,7 @@ def gflop_counts(cfg) -> dict:
 def performed_gflops_per_second(cfg, flops, measured) -> dict:
     """Achieved GFLOP/s of each path, counting the FLOPs it actually performs."""
     done, m = flops["performed"], measured
-    n, n_cached = cfg["n_train"], cfg["n_train"] + 4                    # 4 validation images
+    n, n_cached = cfg["n_train"], cfg["n_train"] + N_VAL
     epochs = cfg["epochs"]
     ours_total = done["fcnlab_cache"] * n_cached + done["fcnlab_train_epoch"] * n * epochs
     rates = {"seed_train": done["seed_train_step"] * m["seed_train"]["images_per_second"]}

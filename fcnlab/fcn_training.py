@@ -191,17 +191,17 @@ def predict_foreground(model, images: np.ndarray, batch_size: int = 8, precision
 
     Runs `fast_twin(model)` (or, for a model that is not fcnlab's FCN-8s, `model` itself) batch
     by batch; with precision "float32" the probabilities equal `model.predict`'s to float32
-    rounding. "bfloat16" computes with Keras' mixed_bfloat16
-    policy (weights kept in float32, products in bfloat16): about 2x faster on CPUs with
-    AVX512-BF16 or AMX and on recent GPUs, slower on CPUs without them; probabilities then
-    differ by up to ~1e-2 (0.012 measured; see README, Performance).
+    rounding. "bfloat16" computes with Keras' mixed_bfloat16 policy (weights kept in float32,
+    products in bfloat16): about 2x faster on CPUs with AVX512-BF16 or AMX and on recent GPUs,
+    slower on CPUs without them; probabilities then differ by up to ~1e-2 (0.012 measured; see
+    README, Performance).
     """
     return predict_in_batches(_prediction_twin(model, precision), images, batch_size)[..., 1]
 
 
-# model -> {precision: (copy or None, twin or None)}; kept while the model lives (the values never
-# hold the model itself), so calls on the same model reuse one traced graph (`segment_files`
-# predicts chunk by chunk).
+# model -> {precision: (its bfloat16 copy or None, its fast twin or None)}; kept while the model
+# lives (the values never hold the model itself), so calls on the same model reuse one traced
+# graph (`segment_files` predicts chunk by chunk).
 _PREDICTION_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -213,14 +213,15 @@ def check_precision(precision: str, where: str = "precision") -> None:
 def _prediction_twin(model, precision: str):
     check_precision(precision)
     twins = _PREDICTION_TWINS.setdefault(model, {})
-    if precision not in twins:           # (copy, twin); the float32 twin shares model's weights
+    if precision not in twins:
         copy = None if precision == "float32" else with_dtype_policy(model, "mixed_bfloat16")
         source = model if copy is None else copy
-        twins[precision] = (copy, fast_twin(source) if is_fcn8s(source) else copy)
+        twins[precision] = (copy, fast_twin(source) if is_fcn8s(source) else None)
     copy, twin = twins[precision]
     if copy is not None:                               # bring the copy's weights up to date
         copy.set_weights(model.get_weights())
-    return model if twin is None else twin
+    source = model if copy is None else copy
+    return source if twin is None else twin            # a model that is not FCN-8s runs as it is
 
 
 def with_dtype_policy(model, policy: str):
