@@ -7,10 +7,10 @@ For two FCN configurations -- the seed's (224 px, 4096-wide head, frozen encoder
 the project's default from params.yaml -- it times, on the same generated images:
 
     seed train      the seed's `model.fit` on NumPy arrays (whole network every epoch)
-    fcnlab train    `fcnlab.fcn_training.train_fcn`: frozen encoder's maps cached once, the
-                    head fitted with padding-free conv6 and fused Adam (fcnlab.exact_speedups)
+    fcnlab train    `fcnlab.seg.training.train_fcn`: frozen encoder's maps cached once, the
+                    head fitted with padding-free conv6 and fused Adam (fcnlab.seg.speedups)
     seed predict    the seed's `model.predict(test_imgs[[i]])`, one image per call
-    fcnlab predict  `fcnlab.fcn_training.predict_foreground` (batched, padding-free conv6)
+    fcnlab predict  `fcnlab.seg.training.predict_foreground` (batched, padding-free conv6)
     ... bf16        the two fcnlab paths again with precision bfloat16 (opt-in mixed precision;
                     its "% peak" is still a fraction of the FP32 peak)
 
@@ -67,7 +67,7 @@ N_VAL = 4   # validation images: fcnlab's train-fcn validates on them every epoc
 
 
 def _seg_data(cfg):
-    from fcnlab.seg_data import demo_segmentation
+    from fcnlab.seg.sources import demo_segmentation
 
     return demo_segmentation(cfg["n_train"], N_VAL, cfg["n_test"], cfg["image_size"], seed=0)
 
@@ -106,8 +106,8 @@ def worker_seed_train(cfg):
 def worker_fcnlab_train(cfg):
     import keras
     import numpy as np
-    from fcnlab.fcn import fcn8s_vgg16
-    from fcnlab.fcn_training import encoder_features_model, predict_in_batches, train_fcn, with_dtype_policy
+    from fcnlab.seg.model import fcn8s_vgg16
+    from fcnlab.seg.training import encoder_features_model, predict_in_batches, train_fcn, with_dtype_policy
 
     keras.utils.set_random_seed(0)
     data = _seg_data(cfg)
@@ -153,8 +153,8 @@ def worker_seed_predict(cfg):
 
 def worker_fcnlab_predict(cfg):
     import keras
-    from fcnlab.fcn import fcn8s_vgg16
-    from fcnlab.fcn_training import predict_foreground
+    from fcnlab.seg.model import fcn8s_vgg16
+    from fcnlab.seg.training import predict_foreground
 
     keras.utils.set_random_seed(0)
     images = _seg_data(cfg).test_images
@@ -169,7 +169,7 @@ def _prediction_rate(predict, images, repeats: int) -> dict:
 
 
 def _mnist(cfg):
-    from fcnlab.mnist_data import load_mnist, prepare_mnist_subset
+    from fcnlab.cae.data import load_mnist, prepare_mnist_subset
 
     return prepare_mnist_subset(*load_mnist("embedded", 0.2, 0), digits=[1, 5, 6], origin="embedded")
 
@@ -188,8 +188,8 @@ def worker_seed_cae(cfg):
 
 
 def worker_fcnlab_cae(cfg):
-    from fcnlab.cae_training import reconstruct, reconstruction_metrics, train_cae
-    from fcnlab.reproducibility import seed_everything
+    from fcnlab.cae.training import reconstruct, reconstruction_metrics, train_cae
+    from fcnlab.core.reproducibility import seed_everything
 
     seed_everything(0)
     data = _mnist(cfg)
@@ -236,8 +236,8 @@ def gflop_counts(cfg) -> dict:
     "performed" counts what each path computes: a frozen encoder needs no gradient into conv6's
     input, and fcnlab's padding-free conv6 skips the products with its zero padding.
     """
-    from fcnlab.exact_speedups import MIN_SKIPPED_FRACTION, skipped_fraction
-    from fcnlab.fcn import encoder_forward_flops, head_forward_flops
+    from fcnlab.seg.speedups import MIN_SKIPPED_FRACTION, skipped_fraction
+    from fcnlab.seg.model import encoder_forward_flops, head_forward_flops
 
     size, width, frozen = cfg["image_size"], cfg["head_width"], cfg["freeze_encoder"]
     encoder = encoder_forward_flops(size) / 1e9

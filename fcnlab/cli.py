@@ -4,7 +4,7 @@
     fcnlab decode Z1 Z2 --decoder D --out F.png    the CAE decoder's image of one latent point
     fcnlab encode IMAGE... --encoder E             latent coordinates of digit images, as CSV
 
-This module only parses arguments and prints; the work is in `fcnlab.inference`.
+This module only parses arguments and prints; the work is in `fcnlab.seg.segment`.
 Exit status: 0 all files done, 1 some files failed (each named on stderr, the rest still done),
 2 bad arguments or an unusable model.
 """
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fcnlab.errors import FcnlabError
+from fcnlab.core.errors import FcnlabError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_SCALE = 100
@@ -152,26 +152,29 @@ def build_parser() -> argparse.ArgumentParser:
 def run_segment(args) -> int:
     _refuse_shared_stems(args.images)
     _start_tensorflow_quietly()
-    from fcnlab import inference
-    from fcnlab.fcn_training import check_precision
-    from fcnlab.io import load_model
+    from fcnlab.core.io import save_png
+    from fcnlab.core.io import load_model
+    from fcnlab.seg import segment
+    from fcnlab.seg.model import check_segmentation_model
+    from fcnlab.seg.speedups import PRECISIONS
 
-    check_precision(args.precision, "--precision")
-    model = load_model(args.model, kind="segmentation")
+    if args.precision not in PRECISIONS:
+        raise FcnlabError(f"--precision: {args.precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+    model = load_model(args.model, check=check_segmentation_model)
     _make_folder(args.out)
 
     progress = _Progress(len(args.images), "segment")
     fractions, failed = [], 0
-    for result in inference.segment_files(model, args.images, args.batch_size, args.precision):
+    for result in segment.segment_files(model, args.images, args.batch_size, args.precision):
         if result.error is not None:
             failed += 1
             progress.fail(result.path, result.error)
             continue
-        mask = inference.foreground_mask(result.fg_probs, args.threshold)              # H x W {0, 1}
+        mask = segment.foreground_mask(result.fg_probs, args.threshold)                # H x W {0, 1}
         stem = result.path.stem
         try:
-            inference.save_png(args.out / f"{stem}_mask.png", inference.mask_image(mask))
-            inference.save_png(args.out / f"{stem}_overlay.png", inference.overlay_image(result.image, mask))
+            save_png(args.out / f"{stem}_mask.png", segment.mask_image(mask))
+            save_png(args.out / f"{stem}_overlay.png", segment.overlay_image(result.image, mask))
         except OSError as err:
             failed += 1
             progress.fail(result.path, f"{args.out}: could not write the outputs of "
@@ -189,13 +192,15 @@ def run_segment(args) -> int:
 
 def run_decode(args) -> int:
     _start_tensorflow_quietly()
-    from fcnlab import inference
-    from fcnlab.io import load_model
+    from fcnlab.cae.digit_files import decoded_digit_image
+    from fcnlab.cae.latent import check_decoder_model
+    from fcnlab.core.io import save_png
+    from fcnlab.core.io import load_model
 
-    decoder = load_model(args.decoder, kind="decoder")
-    pixels = inference.decoded_digit_image(decoder, args.z1, args.z2, scale=args.scale)
+    decoder = load_model(args.decoder, check=check_decoder_model)
+    pixels = decoded_digit_image(decoder, args.z1, args.z2, scale=args.scale)
     try:
-        inference.save_png(args.out, pixels)
+        save_png(args.out, pixels)
     except OSError as err:
         raise FcnlabError(f"{args.out}: could not write it ({err}); choose another --out") from None
     print(f"decode: ({args.z1:g}, {args.z2:g}) -> {args.out} ({pixels.shape[1]} x {pixels.shape[0]} px)")
@@ -206,20 +211,20 @@ def run_encode(args) -> int:
     _start_tensorflow_quietly()
     import numpy as np
 
-    from fcnlab import inference
-    from fcnlab.io import load_model, save_text
-    from fcnlab.latent import encode
+    from fcnlab.cae.digit_files import digit_image_for_encoder, looks_inverted
+    from fcnlab.cae.latent import check_encoder_model, encode
+    from fcnlab.core.io import load_model, save_text
 
-    encoder = load_model(args.encoder, kind="encoder")
+    encoder = load_model(args.encoder, check=check_encoder_model)
     paths, digits, failed = [], [], 0
     for path in args.images:
         try:
-            digit = inference.digit_image_for_encoder(path)                      # 28 x 28 x 1
+            digit = digit_image_for_encoder(path)                      # 28 x 28 x 1
         except FcnlabError as err:
             failed += 1
             print(f"error: {_one_line(err)}", file=sys.stderr)
             continue
-        if inference.looks_inverted(digit):
+        if looks_inverted(digit):
             print(f"warning: {path}: mostly bright; MNIST digits are white on black, so a dark digit "
                   "on a light background encodes far from the training digits (invert it first)",
                   file=sys.stderr)

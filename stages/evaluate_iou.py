@@ -1,24 +1,25 @@
 """evaluate-iou: IoU, Dice, accuracy, precision/recall of the FCN on the test split, next to
 trivial baselines; per-image scores; IoU as a function of the decision threshold."""
 
-from fcnlab.fcn_training import check_precision, predict_foreground
-from fcnlab.io import load_model, save_arrays, save_csv, save_json
-from fcnlab.params import load_section
-from fcnlab.seg_data import load_prepared_segmentation
-from fcnlab.seg_metrics import (baselines, iou_vs_threshold, per_image_metrics, predict_masks,
+from fcnlab.core.io import load_model, save_arrays, save_csv, save_json
+from fcnlab.core.params import load_section
+from fcnlab.core.stage import run_stage
+from fcnlab.seg.arrays import load_prepared_segmentation
+from fcnlab.seg.metrics import (baselines, iou_vs_threshold, per_image_metrics, predict_masks,
                                 segmentation_metrics)
-from fcnlab.stage import run_stage
+from fcnlab.seg.model import check_segmentation_model
+from fcnlab.seg.predict import predict_foreground
+from fcnlab.seg.speedups import PRECISIONS
 
 
 def main(args):
     evaluate = load_section(args.params, "evaluate")
     threshold = evaluate.number("threshold", minimum=0.0, maximum=1.0)
     n_thresholds = evaluate.integer("n_thresholds", minimum=2, maximum=1001)
-    precision = evaluate.string("precision")
-    check_precision(precision, f"{args.params}: evaluate.precision")
+    precision = evaluate.choice("precision", PRECISIONS)
 
     data = load_prepared_segmentation(args.data, "train_images", "train_masks", "test_images", "test_masks")
-    model = load_model(args.model, kind="segmentation")
+    model = load_model(args.model, check=check_segmentation_model)
     fg_probs = predict_foreground(model, data["test_images"], precision=precision)  # N x H x W
     predicted = predict_masks(fg_probs, threshold)
 

@@ -2,14 +2,15 @@
 
 import numpy as np
 
-from fcnlab.cae_figures import decoded_points_figure, latent_scatter_figure, manifold_figure
-from fcnlab.errors import FcnlabError
-from fcnlab.io import load_model, save_figure, save_json, save_text
-from fcnlab.latent import decode, encode, knn_accuracy, latent_grid, median_latent_per_digit
-from fcnlab.latent_explorer import explorer_grid, explorer_html
-from fcnlab.mnist_data import load_prepared_digits
-from fcnlab.params import load_section
-from fcnlab.stage import run_stage
+from fcnlab.cae.data import load_prepared_digits
+from fcnlab.cae.explorer import explorer_grid, explorer_html
+from fcnlab.cae.figures import decoded_points_figure, latent_scatter_figure, manifold_figure
+from fcnlab.cae.latent import (check_decoder_model, check_encoder_model, decode, encode, knn_accuracy,
+                               latent_grid, median_latent_per_digit)
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import load_model, save_figure, save_json, save_text
+from fcnlab.core.params import load_section
+from fcnlab.core.stage import run_stage
 
 
 def main(args):
@@ -26,7 +27,7 @@ def main(args):
     if k > len(data["train_x"]):
         raise FcnlabError(f"params.yaml: latent.knn_k={k} exceeds the {len(data['train_x'])} train images; "
                           "lower it")
-    encoder, decoder = load_model(args.encoder, kind="encoder"), load_model(args.decoder, kind="decoder")
+    encoder, decoder = load_model(args.encoder, check=check_encoder_model), load_model(args.decoder, check=check_decoder_model)
     train_z, test_z = encode(encoder, data["train_x"]), encode(encoder, data["test_x"])
     test_y = data["test_y"]
 

@@ -1,9 +1,10 @@
 """prepare-mnist-subset: load MNIST from `mnist.source`, keep `mnist.digits`, save train/test arrays."""
 
-from fcnlab.io import save_arrays, save_json
-from fcnlab.mnist_data import digit_counts, load_mnist, prepare_mnist_subset
-from fcnlab.params import load_section
-from fcnlab.stage import run_stage
+from fcnlab.cae.data import digit_counts, prepare_mnist_subset
+from fcnlab.core.io import save_arrays, save_json
+from fcnlab.core.mnist import load_mnist
+from fcnlab.core.params import load_section
+from fcnlab.core.stage import run_stage
 
 
 def main(args):

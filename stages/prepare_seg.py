@@ -1,20 +1,19 @@
 """prepare-seg: build train/val/test segmentation arrays from `seg.source` at `seg.image_size`."""
 
-from fcnlab.errors import FcnlabError
-from fcnlab.io import save_arrays, save_json
-from fcnlab.params import load_section
-from fcnlab.seg_data import (SOURCES, demo_segmentation, load_folder_source, load_npy_source,
-                             segmentation_summary)
-from fcnlab.stage import run_stage
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import save_arrays, save_json
+from fcnlab.core.params import load_section
+from fcnlab.core.stage import run_stage
+from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE
+from fcnlab.seg.sources import (SOURCES, demo_segmentation, load_folder_source, load_npy_source,
+                                segmentation_summary)
 
 
 def main(args):
     seg = load_section(args.params, "seg")
-    source = seg.string("source")
-    if source not in SOURCES:
-        raise FcnlabError(f"params.yaml: seg.source must be one of {', '.join(SOURCES)}, got {source!r}; "
-                          "fix it in params.yaml")
-    image_size = seg.integer("image_size", minimum=32, maximum=1024)
+    source = seg.choice("source", SOURCES)
+    image_size = seg.integer("image_size", minimum=IMAGE_SIZE_MULTIPLE, maximum=1024,
+                             multiple_of=IMAGE_SIZE_MULTIPLE)
     seed = seg.integer("seed", minimum=0)
     max_megapixels = seg.number("max_megapixels", minimum=0.0, exclusive_minimum=True)
 
@@ -28,9 +27,12 @@ def main(args):
         if source == "npy":
             splits = load_npy_source(folder, image_size, val_fraction, seed, max_megapixels)
         else:
-            splits = load_folder_source(folder, image_size, seg.integer("foreground_value", minimum=0, maximum=1),
-                                        val_fraction,
-                                        seg.number("test_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True),
+            foreground_value = seg.integer("foreground_value", minimum=0, maximum=1)
+            test_fraction = seg.number("test_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True)
+            if val_fraction + test_fraction >= 1:
+                raise FcnlabError(f"{args.params}: seg.val_fraction + seg.test_fraction must be below 1 "
+                                  f"(the rest trains), got {val_fraction} + {test_fraction}; lower them")
+            splits = load_folder_source(folder, image_size, foreground_value, val_fraction, test_fraction,
                                         seed, max_megapixels)
     save_arrays(args.out, **splits.arrays())
     summary = {"source": source, **segmentation_summary(splits)}

@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from fcnlab.errors import FcnlabError
-from fcnlab.io import save_figures
-from fcnlab.params import load_section
-from fcnlab.seg_data import load_prepared_segmentation, load_test_predictions
-from fcnlab.seg_figures import prediction_figure, ranked_grid_figure
-from fcnlab.seg_metrics import per_image_metrics, predict_masks
-from fcnlab.stage import run_stage
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import save_figures
+from fcnlab.core.params import load_section
+from fcnlab.core.stage import run_stage
+from fcnlab.seg.arrays import load_prepared_segmentation, load_test_predictions
+from fcnlab.seg.figures import prediction_figure, ranked_grid_figure
+from fcnlab.seg.metrics import per_image_metrics, predict_masks
 
 
 def main(args):

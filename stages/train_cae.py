@@ -1,14 +1,14 @@
 """train-cae: train the seed's convolutional autoencoder; save encoder, decoder, metrics, figure."""
 
-from fcnlab.cae_figures import reconstruction_figure
-from fcnlab.cae_training import reconstruct, reconstruction_metrics, train_cae
-from fcnlab.distribute import check_batch_size, is_chief, training_strategy
-from fcnlab.io import save_figure, save_json, save_model
-from fcnlab.mnist_data import load_prepared_digits
-from fcnlab.params import load_section
-from fcnlab.reproducibility import seed_everything
-from fcnlab.stage import run_stage
-from fcnlab.tracking import live_callback, stop_if_diverged
+from fcnlab.cae.data import load_prepared_digits
+from fcnlab.cae.figures import reconstruction_figure
+from fcnlab.cae.training import reconstruct, reconstruction_metrics, train_cae
+from fcnlab.core.distribute import check_batch_size, is_chief, training_strategy
+from fcnlab.core.io import save_figure, save_json, save_model
+from fcnlab.core.params import load_section
+from fcnlab.core.reproducibility import seed_everything
+from fcnlab.core.stage import run_stage
+from fcnlab.core.tracking import live_callback, stop_if_diverged
 
 
 def main(args):

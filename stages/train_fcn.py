@@ -2,15 +2,16 @@
 
 import numpy as np
 
-from fcnlab.distribute import check_batch_size, is_chief, training_strategy
-from fcnlab.fcn import fcn8s_vgg16
-from fcnlab.fcn_training import check_precision, train_fcn
-from fcnlab.io import save_json, save_model
-from fcnlab.params import load_section
-from fcnlab.reproducibility import seed_everything
-from fcnlab.seg_data import load_prepared_segmentation
-from fcnlab.stage import run_stage
-from fcnlab.tracking import epoch_progress, live_callback, stop_if_diverged
+from fcnlab.core.distribute import check_batch_size, is_chief, training_strategy
+from fcnlab.core.io import save_json, save_model
+from fcnlab.core.params import load_section
+from fcnlab.core.reproducibility import seed_everything
+from fcnlab.core.stage import run_stage
+from fcnlab.core.tracking import epoch_progress, live_callback, stop_if_diverged
+from fcnlab.seg.arrays import load_prepared_segmentation
+from fcnlab.seg.model import fcn8s_vgg16
+from fcnlab.seg.speedups import PRECISIONS
+from fcnlab.seg.training import train_fcn
 
 
 def main(args):
@@ -26,8 +27,7 @@ def main(args):
     batch_size = fcn.integer("batch_size", minimum=1)
     learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
     seed = fcn.integer("seed", minimum=0)
-    precision = fcn.string("precision")
-    check_precision(precision, f"{args.params}: fcn.precision")
+    precision = fcn.choice("precision", PRECISIONS)
     strategy = training_strategy(load_section(args.params, "train").string("strategy"))
     chief = is_chief(strategy)  # in a multi-worker run the others train too but write nothing
 

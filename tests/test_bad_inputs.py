@@ -34,12 +34,12 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from conftest import ROOT, run_script
-from fcnlab.errors import FcnlabError
-from fcnlab.mnist_data import check_prepared_digits, prepare_mnist_subset
-from fcnlab.params import Section
-from fcnlab.seg_data import (check_prepared_segmentation, load_folder_source, load_npy_source,
-                             load_test_predictions)
-from fcnlab.seg_metrics import per_image_metrics, segmentation_metrics
+from fcnlab.cae.data import check_prepared_digits, prepare_mnist_subset
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.params import Section
+from fcnlab.seg.arrays import check_prepared_segmentation, load_test_predictions
+from fcnlab.seg.metrics import per_image_metrics, segmentation_metrics
+from fcnlab.seg.sources import load_folder_source, load_npy_source
 
 REPO_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -239,8 +239,8 @@ def model_files(tmp_path_factory):
     segmenter standing in for the FCN, and a model with a Lambda layer (arbitrary code)."""
     import keras
 
-    from fcnlab.cae import cae_decoder, cae_encoder
-    from fcnlab.io import save_model
+    from fcnlab.cae.model import cae_decoder, cae_encoder
+    from fcnlab.core.io import save_model
 
     folder = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from fcnlab.cae import cae_autoencoder, cae_decoder, cae_encoder
+from fcnlab.cae.model import cae_autoencoder, cae_decoder, cae_encoder
 
 
 def seed_encoder():

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlab.cae import cae_decoder, cae_encoder
+from fcnlab.cae.model import cae_decoder, cae_encoder
 from fcnlab.cli import main
-from fcnlab.fcn import fcn8s_vgg16
-from fcnlab.fcn_training import predict_foreground
-from fcnlab.inference import pad_to_multiple
-from fcnlab.io import load_model, save_model
-from fcnlab.seg_figures import PREDICTION_FILL
+from fcnlab.core.io import load_model, save_model
+from fcnlab.seg.figures import PREDICTION_FILL
+from fcnlab.seg.geometry import pad_to_multiple
+from fcnlab.seg.model import fcn8s_vgg16
+from fcnlab.seg.predict import predict_foreground
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("fcnlab")

@@ -22,12 +22,12 @@ import tensorflow as tf
 import yaml
 
 from conftest import ROOT, run_script
-from fcnlab.cae_training import train_cae
-from fcnlab.distribute import STRATEGIES, check_batch_size, is_chief, training_strategy
-from fcnlab.errors import FcnlabError
-from fcnlab.io import load_json, load_model, save_arrays
-from fcnlab.mnist_data import embedded_mnist
-from fcnlab.reproducibility import seed_everything
+from fcnlab.cae.training import train_cae
+from fcnlab.core.distribute import STRATEGIES, check_batch_size, is_chief, training_strategy
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import load_json, load_model, save_arrays
+from fcnlab.core.mnist import embedded_mnist
+from fcnlab.core.reproducibility import seed_everything
 
 SEVERAL_GPUS = len(tf.config.list_physical_devices("GPU")) > 1
 WORKER_TIMEOUT_SECONDS = 300
@@ -79,9 +79,9 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from fcnlab.cae_training import train_cae
-from fcnlab.mnist_data import embedded_mnist
-from fcnlab.reproducibility import seed_everything
+from fcnlab.cae.training import train_cae
+from fcnlab.core.mnist import embedded_mnist
+from fcnlab.core.reproducibility import seed_everything
 images = (embedded_mnist()[0][:96].astype(np.float32) / 255.0)[..., None]
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert strategy.num_replicas_in_sync == 2

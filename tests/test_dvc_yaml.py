@@ -29,23 +29,33 @@ def fcnlab_imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("fcnlab.")}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "fcnlab":
-                found |= {f"fcnlab.{a.name}" for a in node.names}
-            elif node.module.startswith("fcnlab."):
-                found.add(node.module)
+            if node.module == "fcnlab" or node.module.startswith("fcnlab."):
+                found.add(node.module)                                      # from fcnlab.seg.model import x
+                found |= {f"{node.module}.{a.name}" for a in node.names}    # from fcnlab.seg import model
     return {name for name in found if (ROOT / (name.replace(".", "/") + ".py")).exists()}
 
 
+def package_data_read(path: Path) -> set[str]:
+    """Non-Python files beside the module at `path` that it names in a string constant (the
+    package data it reads with importlib.resources, e.g. the explorer's page template)."""
+    names = {node.value for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and len(node.value) < 100 and "\n" not in node.value}
+    return {str((path.parent / name).relative_to(ROOT)) for name in names
+            if "/" not in name and not name.endswith(".py") and (path.parent / name).is_file()}
+
+
 def transitive_modules(script: Path) -> set[str]:
-    """Every fcnlab module file the script reaches through imports (fcnlab/__init__.py holds no
-    logic and is left out)."""
+    """Every fcnlab file the script reaches through imports: modules and the package data they
+    read (the package __init__.py files hold no logic and are left out)."""
     seen, todo = set(), fcnlab_imports(script)
     while todo:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
             todo |= fcnlab_imports(ROOT / (module.replace(".", "/") + ".py"))
-    return {module.replace(".", "/") + ".py" for module in seen}
+    files = {module.replace(".", "/") + ".py" for module in seen}
+    return files | {data for file in files for data in package_data_read(ROOT / file)}
 
 
 def sections_read(script: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""FCN-8s on VGG16 (fcnlab.fcn): the seed's layers, any image size, preprocessing, weights, saving.
+"""FCN-8s on VGG16 (fcnlab.seg.model): the seed's layers, any image size, preprocessing, weights, saving.
 
 Models here use a tiny head (width 8) and small images so the file runs in seconds on a CPU.
 """
@@ -13,9 +13,9 @@ import keras
 import numpy as np
 import pytest
 
-from fcnlab import fcn
-from fcnlab.errors import FcnlabError
-from fcnlab.io import load_model, save_model
+from fcnlab.seg import model as fcn
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import load_model, save_model
 
 HEAD_WIDTH = 8
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"

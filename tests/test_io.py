@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from fcnlab.cae import cae_decoder
-from fcnlab.errors import FcnlabError
-from fcnlab.io import atomic_path, load_model, load_npy, save_arrays, save_json, save_model
+from fcnlab.cae.model import cae_decoder
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import atomic_path, load_model, load_npy, save_arrays, save_json, save_model
 
 
 def test_atomic_path_leaves_the_old_file_when_the_block_fails(tmp_path):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fcnlab.latent import knn_accuracy, latent_grid, median_latent_per_digit
+from fcnlab.cae.latent import knn_accuracy, latent_grid, median_latent_per_digit
 
 
 def brute_force_knn(train_z, train_y, test_z, test_y, k):

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, playwright_sync_api
-from fcnlab.cae import cae_decoder
-from fcnlab.latent import decode
-from fcnlab.latent_explorer import explorer_grid, explorer_html, images_to_uint8
+from fcnlab.cae.model import cae_decoder
+from fcnlab.cae.latent import decode
+from fcnlab.cae.explorer import explorer_grid, explorer_html, images_to_uint8
 
 GRID_SIZE = 12
 ONE_GREY_LEVEL = 1 / 255

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import run_script
-from fcnlab.errors import FcnlabError
-from fcnlab.mnist_data import load_mnist, prepare_mnist_subset, stratified_test_mask
+from fcnlab.core.errors import FcnlabError
+from fcnlab.cae.data import prepare_mnist_subset
+from fcnlab.core.mnist import load_mnist, stratified_test_mask
 
 
 def write_npz(path, n_train=30, n_test=12, **overrides):

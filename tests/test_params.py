@@ -2,8 +2,8 @@
 
 import pytest
 
-from fcnlab.errors import FcnlabError
-from fcnlab.params import Section, load_section
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.params import Section, load_section
 
 
 def section(**values):

@@ -12,9 +12,9 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT
-from fcnlab import seg_data
-from fcnlab.errors import FcnlabError
-from fcnlab.seg_data import (TRAINING_BYTES_PER_PIXEL, check_pixel_budget, demo_segmentation,
+from fcnlab.seg import sources as seg_data
+from fcnlab.core.errors import FcnlabError
+from fcnlab.seg.sources import (TRAINING_BYTES_PER_PIXEL, check_pixel_budget, demo_segmentation,
                              load_folder_source, load_npy_source)
 
 
@@ -80,9 +80,11 @@ def test_no_limit_means_no_check():
 
 
 @pytest.mark.parametrize("limit", [0, -1, True, "100", float("nan")])
-def test_a_limit_that_is_not_a_positive_number_is_refused(limit):
+def test_a_limit_that_is_not_a_positive_number_is_refused(tmp_path, limit):
+    from test_seg_data import prepare_seg_with
+
     with pytest.raises(FcnlabError, match="seg.max_megapixels must be a number > 0"):
-        check_pixel_budget(1, "one pixel", limit, origin="here")
+        prepare_seg_with(tmp_path, source="demo", max_megapixels=limit)
 
 
 # --- Each source is checked before its data is read --------------------------------------------
@@ -90,7 +92,7 @@ def test_a_limit_that_is_not_a_positive_number_is_refused(limit):
 
 def test_demo_over_the_limit_is_refused_before_any_digit_is_read(monkeypatch):
     monkeypatch.setattr(seg_data, "_mnist_digits", refuse_to_read)
-    with pytest.raises(FcnlabError, match=r"params.yaml: seg.demo: 224 scenes of 1024 x 1024 px .* "
+    with pytest.raises(FcnlabError, match=r"seg.demo: 224 scenes of 1024 x 1024 px .* "
                                           r"seg.max_megapixels = 100 million"):
         demo_segmentation(160, 32, 32, image_size=1024, seed=0, max_megapixels=100)
 
@@ -135,7 +137,7 @@ def test_npy_test_images_count_only_when_they_are_read(tmp_path):
 
 def test_folder_counts_its_image_pairs_at_image_size_before_opening_any(tmp_path, monkeypatch):
     write_folder_source(tmp_path, n=10)
-    monkeypatch.setattr(seg_data, "_open_image", refuse_to_read)
+    monkeypatch.setattr(seg_data, "open_image", refuse_to_read)
     with pytest.raises(FcnlabError, match="10 images of 64 x 64 px would hold 4.1e\\+04 pixels"):
         load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=0.04)
 

@@ -5,15 +5,20 @@ Every test writes its own small files under tmp_path; none needs the network or 
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import shutil
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-from fcnlab.errors import FcnlabError
-from fcnlab.seg_data import (
+from conftest import ROOT
+
+from fcnlab.core.errors import FcnlabError
+from fcnlab.seg.sources import (
     SegSplits,
     demo_digit_indices,
     demo_segmentation,
@@ -139,10 +144,25 @@ def test_demo_refuses_more_scenes_than_embedded_digits():
         demo_segmentation(4000, 1000, 1000, image_size=64, seed=0)
 
 
+def prepare_seg_with(tmp_path, **seg):
+    """Run prepare-seg's `main` in this process on a params.yaml whose seg: section is the
+    project's with `seg` overriding it (`demo` merged key by key)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["seg"].update({key: value for key, value in seg.items() if key != "demo"})
+    params["seg"]["demo"].update(seg.get("demo", {}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    spec = importlib.util.spec_from_file_location("prepare_seg", ROOT / "stages" / "prepare_seg.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    stage.main(argparse.Namespace(params=str(tmp_path / "params.yaml"), out=str(tmp_path / "out"),
+                                  summary=str(tmp_path / "summary.json")))
+
+
 @pytest.mark.parametrize("counts", [(0, 2, 2), (4, -1, 2), (4, 2, 1.5)])
-def test_demo_refuses_split_sizes_below_one(counts):
+def test_demo_refuses_split_sizes_below_one(tmp_path, counts):
+    demo = dict(zip(("n_train", "n_val", "n_test"), counts))
     with pytest.raises(FcnlabError, match="seg.demo.n_"):
-        demo_segmentation(*counts, image_size=64, seed=0)
+        prepare_seg_with(tmp_path, source="demo", image_size=64, demo=demo)
 
 
 # --- npy source (the seed's files) ------------------------------------------------------------
@@ -281,9 +301,10 @@ def test_npy_too_few_images_for_the_split_names_the_file(tmp_path):
 
 @pytest.mark.parametrize("val_fraction", [0, 1, 1.5, -0.1, True, "0.2"])
 def test_npy_val_fraction_must_lie_strictly_between_0_and_1(tmp_path, val_fraction):
-    write_npy_source(tmp_path)
+    write_npy_source(tmp_path / "npy")
     with pytest.raises(FcnlabError, match="seg.val_fraction"):
-        load_npy_source(tmp_path, image_size=64, val_fraction=val_fraction, seed=0)
+        prepare_seg_with(tmp_path, source="npy", path=str(tmp_path / "npy"), image_size=64,
+                         val_fraction=val_fraction)
 
 
 # --- folder source (images/ + masks/) ---------------------------------------------------------
@@ -474,16 +495,18 @@ def test_folder_too_few_images_for_three_splits_names_the_folder(tmp_path):
     ((0.2, 1.2), "seg.test_fraction"),
 ])
 def test_folder_fractions_out_of_range_name_the_key(tmp_path, fractions, key):
-    write_folder_source(tmp_path)
+    write_folder_source(tmp_path / "folder")
     with pytest.raises(FcnlabError, match=key):
-        load_folder(tmp_path, val_fraction=fractions[0], test_fraction=fractions[1])
+        prepare_seg_with(tmp_path, source="folder", path=str(tmp_path / "folder"), image_size=64,
+                         val_fraction=fractions[0], test_fraction=fractions[1])
 
 
 @pytest.mark.parametrize("foreground_value", [2, -1, True, 0.5])
 def test_folder_foreground_value_must_be_0_or_1(tmp_path, foreground_value):
-    write_folder_source(tmp_path)
+    write_folder_source(tmp_path / "folder")
     with pytest.raises(FcnlabError, match="seg.foreground_value"):
-        load_folder(tmp_path, foreground_value=foreground_value)
+        prepare_seg_with(tmp_path, source="folder", path=str(tmp_path / "folder"), image_size=64,
+                         foreground_value=foreground_value)
 
 
 # --- Shared -----------------------------------------------------------------------------------
@@ -494,11 +517,9 @@ def test_folder_foreground_value_must_be_0_or_1(tmp_path, foreground_value):
 def test_image_size_must_be_a_multiple_of_32(tmp_path, source, image_size):
     write_npy_source(tmp_path / "npy")
     write_folder_source(tmp_path / "folder")
-    load = {"demo": lambda: demo_segmentation(2, 1, 1, image_size, seed=0),
-            "npy": lambda: load_npy_source(tmp_path / "npy", image_size, 0.2, seed=0),
-            "folder": lambda: load_folder(tmp_path / "folder", image_size=image_size)}[source]
-    with pytest.raises(FcnlabError, match="seg.image_size"):
-        load()
+    with pytest.raises(FcnlabError, match="seg.image_size must be an integer in .* multiple of 32"):
+        prepare_seg_with(tmp_path, source=source, path=str(tmp_path / source), image_size=image_size,
+                         demo={"n_train": 2, "n_val": 1, "n_test": 1})
 
 
 def test_arrays_are_named_like_the_fields(tmp_path):

@@ -1,4 +1,4 @@
-"""Binary segmentation metrics (fcnlab.seg_metrics), checked against keras.metrics.IoU and an
+"""Binary segmentation metrics (fcnlab.seg.metrics), checked against keras.metrics.IoU and an
 independent confusion matrix built with np.bincount."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fcnlab import seg_metrics as sm
+from fcnlab.seg import metrics as sm
 
 
 def random_masks(shape, foreground_fraction=0.3, seed=0) -> np.ndarray:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 
-from fcnlab.errors import FcnlabError
+from fcnlab.core.errors import FcnlabError
 
 STRATEGIES = ("auto", "mirrored", "multi_worker")
 

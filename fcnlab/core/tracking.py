@@ -37,7 +37,7 @@ def stop_if_diverged(param_key: str):
 
     import keras
 
-    from fcnlab.errors import FcnlabError
+    from fcnlab.core.errors import FcnlabError
 
     def check(logs):
         for name, value in (logs or {}).items():

@@ -1,7 +1,7 @@
 """Segmentation data for FCN-8s: three sources, one output layout.
 
     demo     generated offline: real MNIST digits camouflaged in clutter painted like them
-             (see `fcnlab.demo_scenes`); the digit is the foreground
+             (see `fcnlab.seg.demo_scenes`); the digit is the foreground
     npy      the seed's files in one folder:
                  seg_train_imgs.npy     N x H x W x 3 images
                  seg_train_labels.npy   N x H x W x 2 one-hot labels, channel 1 = foreground
@@ -13,19 +13,12 @@
 Whatever the source, the result is a `SegSplits`: uint8 RGB images shaped N x S x S x 3 and
 uint8 masks shaped N x S x S with 1 = foreground, 0 = background, for S = image_size.
 
-Resizing: every image is resized (not padded or cropped) to S x S, so the aspect ratio is
-not kept: images with Pillow's bilinear filter, masks by nearest neighbour so they stay
-binary. S must be a multiple of 32 because FCN-8s downsamples by 32.
-
+Resizing: every image is resized (not padded or cropped) to S x S (`fcnlab.seg.geometry`).
 Splits are seeded: the same files, fractions and seed give the same split.
 
 Memory guard: every source first counts the pixels it would hold (images x S x S, or the
-stored size where that is larger) and refuses more than `seg.max_megapixels` million, before
+stored size where that is larger) and refuses more than `max_megapixels` million, before
 reading or generating anything; see `TRAINING_BYTES_PER_PIXEL` for what a pixel costs.
-
-The stages after prepare-seg read its arrays back with `load_prepared_segmentation`, which
-checks them again, and render-overlays reads evaluate-iou's predictions with
-`load_test_predictions`; a stale or hand-edited file stops with one line naming it.
 """
 
 from __future__ import annotations
@@ -35,27 +28,24 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
 from PIL import Image
 
-from fcnlab import demo_scenes
-from fcnlab.errors import FcnlabError
-from fcnlab.io import load_arrays, load_npy
-from fcnlab.mnist_data import embedded_mnist
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import as_rgb, load_npy, open_image
+from fcnlab.core.mnist import embedded_mnist
+from fcnlab.seg import demo_scenes
+from fcnlab.seg.geometry import resize_image, resize_mask
 
 SOURCES = ("demo", "npy", "folder")
 TRAIN_IMAGES, TRAIN_LABELS = "seg_train_imgs.npy", "seg_train_labels.npy"
 TEST_IMAGES, TEST_LABELS = "seg_test_imgs.npy", "seg_test_labels.npy"
-SPLIT_NAMES = ("train", "val", "test")
 NAMES_SHOWN = 5  # how many offending file names an error lists
-IMAGE_SIZE_MULTIPLE = 32  # FCN-8s's five 2x2 pools need sides that divide by 2**5
-PREPARED_FIX = "rerun prepare-seg to rebuild it (dvc repro prepare-seg)"
 
 # What one image pixel costs in memory while train-fcn runs with a frozen encoder (the default,
 # and the hungriest case): the uint8 image and mask (3 + 1 bytes), a float32 copy of the image
 # for VGG16 (12), the cached pool3/pool4/pool5 features (256/8**2 + 512/16**2 + 512/32**2 =
-# 6.5 float32 values: 26 bytes) and the float32 one-hot targets (8): about 50 bytes. So
-# seg.max_megapixels = 100 (params.yaml) means at most ~0.4 GB of prepared arrays on disk and
-# ~5 GB of memory in training.
+# 6.5 float32 values: 26 bytes) and the float32 one-hot targets (8): about 50 bytes.
 TRAINING_BYTES_PER_PIXEL = 50
 
 
@@ -75,7 +65,7 @@ class SegSplits:
                 if field.name != "test_split_note"}
 
 
-# --- Source 1: demo scenes --------------------------------------------------------------------
+# --- The demo scenes -------------------------------------------------------------------------
 
 
 def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, seed: int,
@@ -85,12 +75,9 @@ def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, se
     Each split draws its digits (and the digit fragments in its clutter) from its own MNIST
     images, disjoint from the other splits'. Same arguments, same bytes.
     """
-    _check_image_size(image_size)
-    _check_seed(seed)
-    _check_demo_counts(n_train, n_val, n_test)
     n_scenes = n_train + n_val + n_test
     check_pixel_budget(n_scenes * image_size ** 2, f"{n_scenes} scenes of {image_size} x {image_size} px",
-                       max_megapixels, origin="params.yaml: seg.demo")
+                       max_megapixels, origin="seg.demo")
     digits = _mnist_digits()
     pools = demo_digit_indices(n_train, n_val, n_test, seed, available=len(digits))
     arrays = []
@@ -103,22 +90,13 @@ def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, se
 def demo_digit_indices(n_train: int, n_val: int, n_test: int, seed: int,
                        available: int) -> list[np.ndarray]:
     """Indices into the embedded MNIST digits for train, val and test: seeded, disjoint."""
-    counts = _check_demo_counts(n_train, n_val, n_test)
-    if sum(counts.values()) > available:
+    n_scenes = n_train + n_val + n_test
+    if n_scenes > available:
         raise FcnlabError(
-            f"params.yaml: seg.demo asks for {sum(counts.values())} scenes but only {available} "
-            "MNIST digits are embedded (each scene needs its own); lower seg.demo.n_train/n_val/n_test")
+            f"{n_scenes} demo scenes need {n_scenes} MNIST digits (each scene its own) but only "
+            f"{available} are embedded; lower seg.demo.n_train/n_val/n_test")
     order = np.random.default_rng(seed).permutation(available)
-    return np.split(order[:sum(counts.values())], [n_train, n_train + n_val])
-
-
-def _check_demo_counts(n_train, n_val, n_test) -> dict[str, int]:
-    counts = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
-    for key, count in counts.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise FcnlabError(f"params.yaml: seg.demo.{key} must be an integer >= 1, got {count!r}; "
-                              "fix it in params.yaml")
-    return counts
+    return np.split(order[:n_scenes], [n_train, n_train + n_val])
 
 
 @functools.cache
@@ -129,7 +107,7 @@ def _mnist_digits() -> np.ndarray:
     return digits
 
 
-# --- Source 2: the seed's .npy files ----------------------------------------------------------
+# --- Source 2: the seed's .npy files --------------------------------------------------------
 
 
 def load_npy_source(folder, image_size: int, val_fraction: float, seed: int,
@@ -141,10 +119,7 @@ def load_npy_source(folder, image_size: int, val_fraction: float, seed: int,
     Labels are one-hot N x H x W x 2 (0/1 in any numeric type); channel 1 is the foreground.
     Without seg_test_labels.npy the validation split doubles as the test split.
     """
-    _check_image_size(image_size)
-    _check_fraction("val_fraction", val_fraction)
-    _check_seed(seed)
-    folder = _existing_folder(folder, f"an npy source needs {TRAIN_IMAGES} and {TRAIN_LABELS} in it")
+    folder = existing_folder(folder, f"an npy source needs {TRAIN_IMAGES} and {TRAIN_LABELS} in it")
     _check_npy_pixel_budget(folder, image_size, max_megapixels)
 
     images, masks = _load_npy_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS, image_size)
@@ -267,7 +242,7 @@ def _check_numeric(array: np.ndarray, path: Path, what: str, allow_bool: bool) -
                           "save them again as such")
 
 
-# --- Source 3: a folder of image and mask files -----------------------------------------------
+# --- Source 3: a folder of image and mask files ---------------------------------------------
 
 
 def load_folder_source(folder, image_size: int, foreground_value: int, val_fraction: float,
@@ -285,17 +260,7 @@ def load_folder_source(folder, image_size: int, foreground_value: int, val_fract
     anything else is an error. Then foreground = (mask == foreground_value): 1 for the usual
     masks, 0 for masks that mark the foreground black (e.g. the ISBI 2012 membranes).
     """
-    _check_image_size(image_size)
-    if isinstance(foreground_value, bool) or foreground_value not in (0, 1):
-        raise FcnlabError(f"params.yaml: seg.foreground_value must be 0 or 1 (the mask value, after "
-                          f"0/255 -> 0/1, that marks foreground), got {foreground_value!r}")
-    _check_fraction("val_fraction", val_fraction)
-    _check_fraction("test_fraction", test_fraction)
-    if val_fraction + test_fraction >= 1:
-        raise FcnlabError(f"params.yaml: seg.val_fraction + seg.test_fraction must be below 1 (the rest "
-                          f"trains), got {val_fraction} + {test_fraction}; lower them")
-    _check_seed(seed)
-    folder = _existing_folder(folder, "a folder source needs images/ and masks/ inside it")
+    folder = existing_folder(folder, "a folder source needs images/ and masks/ inside it")
 
     image_files = image_files_by_stem(folder / "images")
     mask_files = image_files_by_stem(folder / "masks")
@@ -354,37 +319,15 @@ def _fail_if_unpaired(directory: Path, files: dict[str, Path], partners: dict[st
 
 def read_image_and_mask(image_path: Path, mask_path: Path, image_size: int, foreground_value: int):
     """(S x S x 3 uint8 image, S x S uint8 mask in {0, 1}) for one pair of files."""
-    image = _open_image(image_path)
-    mask = _open_image(mask_path)
+    image = open_image(image_path)
+    mask = open_image(mask_path)
     if image.size != mask.size:
         raise FcnlabError(f"{mask_path}: mask is {mask.size[0]} x {mask.size[1]} pixels but its image "
                           f"{image_path.name} is {image.size[0]} x {image.size[1]}; "
                           "save each mask at its image's size")
-    rgb = resize_image(_as_rgb(image, image_path), image_size)
+    rgb = resize_image(as_rgb(image, image_path), image_size)
     binary = _as_binary_mask(mask, mask_path)
     return rgb, resize_mask((binary == foreground_value).astype(np.uint8), image_size)
-
-
-def _open_image(path: Path) -> Image.Image:
-    """The decoded image (pixels loaded, file closed); unreadable files raise FcnlabError."""
-    if path.stat().st_size == 0:
-        raise FcnlabError(f"{path}: empty (0-byte) file; replace it with the real image or delete it")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image
-    except Image.DecompressionBombError as err:
-        raise FcnlabError(f"{path}: too large to decode safely ({err}); downscale it first") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise FcnlabError(f"{path}: not a readable image ({err}); replace it or delete it") from None
-
-
-def _as_rgb(image: Image.Image, path: Path) -> np.ndarray:
-    """H x W x 3 uint8 from an 8-bit Pillow image of any mode (alpha dropped)."""
-    if image.mode.startswith(("I", "F")):
-        raise FcnlabError(f"{path}: {image.mode} pixels (16/32-bit or float); fcnlab reads 8-bit images, "
-                          "so convert it to 8-bit (e.g. PNG saved from a uint8 array)")
-    return np.asarray(image.convert("RGB"))
 
 
 def _as_binary_mask(mask: Image.Image, path: Path) -> np.ndarray:
@@ -401,21 +344,7 @@ def _as_binary_mask(mask: Image.Image, path: Path) -> np.ndarray:
                       "losslessly (PNG, not JPEG) with only 0 and 255 (or 0 and 1)")
 
 
-# --- Shared: checks, resizing, splitting, summary ---------------------------------------------
-
-
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """H x W x 3 uint8 -> S x S x 3 uint8, Pillow bilinear (antialiased when shrinking)."""
-    if image.shape[:2] == (size, size):
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-
-
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """H x W uint8 {0, 1} -> S x S uint8 {0, 1}, nearest neighbour (stays binary)."""
-    if mask.shape == (size, size):
-        return mask
-    return np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+# --- Shared by the sources ------------------------------------------------------------------
 
 
 def split_indices(n: int, seed: int, origin, val_fraction: float, test_fraction: float = 0.0):
@@ -440,7 +369,7 @@ def split_indices(n: int, seed: int, origin, val_fraction: float, test_fraction:
 def segmentation_summary(splits: SegSplits) -> dict:
     """JSON-able counts and foreground fractions per split, for the prepare-seg metrics file."""
     summary = {"image_size": int(splits.train_images.shape[1]), "test_split_note": splits.test_split_note}
-    for name in SPLIT_NAMES:
+    for name in ("train", "val", "test"):
         masks = getattr(splits, f"{name}_masks")
         summary[name] = {"count": int(len(masks)),
                          "foreground_fraction": round(float(masks.mean()), 6) if masks.size else 0.0}
@@ -455,9 +384,6 @@ def check_pixel_budget(pixels: int, description: str, max_megapixels: float | No
     """
     if max_megapixels is None:
         return
-    if isinstance(max_megapixels, bool) or not isinstance(max_megapixels, (int, float)) or not max_megapixels > 0:
-        raise FcnlabError(f"params.yaml: seg.max_megapixels must be a number > 0, got {max_megapixels!r}; "
-                          "fix it in params.yaml")
     if pixels > max_megapixels * 1e6:
         raise FcnlabError(
             f"{origin}: {description} would hold {pixels:.3g} pixels (about "
@@ -466,91 +392,7 @@ def check_pixel_budget(pixels: int, description: str, max_megapixels: float | No
             "if this machine has the memory, or lower seg.image_size or use fewer images")
 
 
-def load_prepared_segmentation(directory, *names: str) -> dict[str, np.ndarray]:
-    """Read `<directory>/<name>.npy` for each of `names` (train_images, train_masks, ...) and
-    check them with `check_prepared_segmentation`; every problem is one FcnlabError naming the file."""
-    arrays = load_arrays(directory, *names)
-    check_prepared_segmentation(arrays, Path(directory))
-    return arrays
-
-
-def check_prepared_segmentation(arrays: dict[str, np.ndarray], origin) -> None:
-    """Refuse prepared segmentation arrays that are not what prepare-seg writes.
-
-    `arrays` maps names to arrays: `*_images` must be uint8 N x H x W x 3 (N >= 1, H and W
-    multiples of 32), `*_masks` uint8 N x H x W holding only 0 and 1, and each split's masks
-    must match its images. `origin` is their directory (errors name `<origin>/<name>.npy`).
-    """
-    for name, array in arrays.items():
-        where = f"{Path(origin) / name}.npy"
-        if name.endswith("_images"):
-            if array.ndim != 4 or array.shape[-1] != 3 or len(array) == 0:
-                raise FcnlabError(f"{where}: shape {array.shape}; prepared images must be N x H x W x 3 "
-                                  f"(RGB, N >= 1); {PREPARED_FIX}")
-            if array.dtype != np.uint8:
-                raise FcnlabError(f"{where}: dtype {array.dtype}; prepared images must be uint8 0..255; "
-                                  f"{PREPARED_FIX}")
-            height, width = array.shape[1:3]
-            if min(height, width) < IMAGE_SIZE_MULTIPLE or height % IMAGE_SIZE_MULTIPLE or width % IMAGE_SIZE_MULTIPLE:
-                raise FcnlabError(f"{where}: images are {height} x {width} px; FCN-8s needs sides that are "
-                                  f"multiples of {IMAGE_SIZE_MULTIPLE}: set seg.image_size accordingly and "
-                                  "rerun prepare-seg")
-        elif name.endswith("_masks"):
-            if array.ndim != 3 or array.dtype != np.uint8:
-                raise FcnlabError(f"{where}: shape {array.shape}, dtype {array.dtype}; prepared masks must be "
-                                  f"uint8 N x H x W; {PREPARED_FIX}")
-            if array.size and array.max() > 1:
-                odd = np.unique(array[array > 1])[:NAMES_SHOWN].tolist()
-                raise FcnlabError(f"{where}: mask values {odd}; prepared masks hold only 0 (background) "
-                                  f"and 1 (foreground); {PREPARED_FIX}")
-    for split in SPLIT_NAMES:
-        images, masks = arrays.get(f"{split}_images"), arrays.get(f"{split}_masks")
-        if images is not None and masks is not None and images.shape[:3] != masks.shape:
-            raise FcnlabError(f"{Path(origin) / split}_masks.npy: shape {masks.shape} does not match the "
-                              f"images {images.shape[:3]} in {split}_images.npy; {PREPARED_FIX}")
-
-
-def load_test_predictions(directory, test_masks: np.ndarray, name: str = "test_fg_probs") -> np.ndarray:
-    """evaluate-iou's N x H x W foreground probabilities, checked against the test masks."""
-    path = Path(directory) / f"{name}.npy"
-    fix = "rerun evaluate-iou to rebuild it (dvc repro evaluate-iou)"
-    if not path.is_file():
-        raise FcnlabError(f"{path}: file not found; {fix}")
-    try:
-        probs = load_npy(path)
-    except (MemoryError, OverflowError):
-        raise FcnlabError(f"{path}: too large to load into memory; {fix}") from None
-    if probs.shape != test_masks.shape:
-        raise FcnlabError(f"{path}: shape {probs.shape} but the test masks are {test_masks.shape}: the "
-                          f"predictions belong to other data; {fix}")
-    if not np.issubdtype(probs.dtype, np.floating):
-        raise FcnlabError(f"{path}: dtype {probs.dtype}; predictions must be float probabilities; {fix}")
-    if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1:
-        raise FcnlabError(f"{path}: values outside [0, 1] (or NaN/Inf); predictions must be "
-                          f"probabilities; {fix}")
-    return probs
-
-
-def _check_image_size(image_size) -> None:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32 or image_size % 32:
-        raise FcnlabError(f"params.yaml: seg.image_size must be a multiple of 32 and >= 32 (FCN-8s "
-                          f"downsamples by 32), got {image_size!r}; use e.g. 128 or 224")
-
-
-def _check_fraction(key: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise FcnlabError(f"params.yaml: seg.{key} must be a number between 0 and 1 (exclusive), "
-                          f"got {value!r}; e.g. 0.2")
-
-
-def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise FcnlabError(f"params.yaml: seg.seed must be an integer >= 0, got {seed!r}")
-
-
-def _existing_folder(folder, needs: str) -> Path:
-    if folder is None:
-        raise FcnlabError(f"params.yaml: seg.path is not set; {needs}; set seg.path to that folder")
+def existing_folder(folder, needs: str) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         raise FcnlabError(f"{folder}: folder not found; {needs}; fix seg.path in params.yaml")

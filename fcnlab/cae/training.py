@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from fcnlab.cae import cae_autoencoder, cae_decoder, cae_encoder
+from fcnlab.cae.model import cae_autoencoder, cae_decoder, cae_encoder
 
 
 def train_cae(train_x: np.ndarray, test_x: np.ndarray, epochs: int, batch_size: int,
@@ -14,7 +14,7 @@ def train_cae(train_x: np.ndarray, test_x: np.ndarray, epochs: int, batch_size: 
     """Fit encoder+decoder to reproduce `train_x`; `test_x` gives the per-epoch test loss.
 
     Returns (encoder, decoder). The caller seeds TensorFlow first (`seed_everything`).
-    With a `tf.distribute` `strategy` (see fcnlab.distribute) the models are built and compiled
+    With a `tf.distribute` `strategy` (see fcnlab.core.distribute) the models are built and compiled
     in its scope, `batch_size` is the global batch, and every worker of a multi-worker run must
     call this; the models returned then hold the trained weights outside the strategy, so
     predicting with them involves this process alone (the other workers may have exited).

@@ -47,7 +47,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from fcnlab.errors import FcnlabError
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import describe_shapes, single_io_shape
+from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE
 
 # VGG16's convolutions, block by block (filters of each 3x3 conv); a 2x2 max-pool ends each block.
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -55,7 +57,6 @@ VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 51
 IMAGENET_MEANS_BGR = (103.939, 116.779, 123.68)
 HEAD_LAYER_NAMES = ("conv6", "fc7", "score", "up2_pool5", "fuse_pool4", "up2_fuse",
                     "fuse_pool3", "up8_softmax")
-IMAGE_SIZE_MULTIPLE = 32          # five 2x2 pools: H and W must divide by 2**5
 DOWNLOAD_TIMEOUT_SECONDS = 30     # a stalled ImageNet download fails instead of hanging
 
 
@@ -245,3 +246,15 @@ def _concrete_size(image_size) -> tuple[int, int]:
     if height is None or width is None:
         raise ValueError("FLOP counts need a concrete image size")
     return height, width
+
+
+def check_segmentation_model(model, path) -> None:
+    """Refuse anything but a one-input, one-output model (N, H, W, 3) -> (N, H, W, 2)."""
+    inputs, outputs = single_io_shape(model.inputs), single_io_shape(model.outputs)
+    if (inputs is None or outputs is None or len(inputs) != 4 or len(outputs) != 4
+            or inputs[-1] != 3 or outputs[-1] != 2):
+        raise FcnlabError(
+            f"{path}: not a 2-class segmentation model: it maps {describe_shapes(model.inputs)} to "
+            f"{describe_shapes(model.outputs)}, but fcnlab needs (batch, H, W, 3) RGB images to "
+            "(batch, H, W, 2) class probabilities; pass the FCN saved by train-fcn "
+            "(models/fcn/fcn8s_vgg16.keras)")

@@ -7,7 +7,8 @@ that DVC (or the next stage) could mistake for a real one.
 Every writer is also deterministic: the same content gives the same bytes (no timestamps in
 JSON, PNG, NumPy or Keras files), which is what lets `dvc repro` skip unchanged stages.
 
-Every reader refuses pickled data (`allow_pickle=False`) and loads Keras models in safe mode.
+Every reader refuses pickled data (`allow_pickle=False`), loads Keras models in safe mode, and
+reads image files (any 8-bit format Pillow decodes) with errors that name the file.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from fcnlab.errors import FcnlabError
+from fcnlab.core.errors import FcnlabError
 
 # A fixed date for every zip member (the earliest a zip file can hold).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -155,6 +157,53 @@ def _png_bytes(fig, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
+# --- Image files ----------------------------------------------------------------------------
+
+
+def read_rgb_image(path) -> np.ndarray:
+    """H x W x 3 uint8 from any 8-bit image Pillow reads (grayscale copied to 3 channels, alpha
+    dropped); an unreadable, empty or 16-bit file raises FcnlabError naming it."""
+    path = existing_file(path)
+    return as_rgb(open_image(path), path)
+
+
+def existing_file(path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise FcnlabError(f"{path}: a folder, not an image file; pass the images in it (e.g. {path}/*.png)")
+    if not path.is_file():
+        raise FcnlabError(f"{path}: file not found")
+    return path
+
+
+def open_image(path: Path) -> Image.Image:
+    """The decoded image (pixels loaded, file closed); unreadable files raise FcnlabError."""
+    if path.stat().st_size == 0:
+        raise FcnlabError(f"{path}: empty (0-byte) file; replace it with the real image or delete it")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except Image.DecompressionBombError as err:
+        raise FcnlabError(f"{path}: too large to decode safely ({err}); downscale it first") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise FcnlabError(f"{path}: not a readable image ({err}); replace it or delete it") from None
+
+
+def as_rgb(image: Image.Image, path: Path) -> np.ndarray:
+    """H x W x 3 uint8 from an 8-bit Pillow image of any mode (alpha dropped)."""
+    if image.mode.startswith(("I", "F")):
+        raise FcnlabError(f"{path}: {image.mode} pixels (16/32-bit or float); fcnlab reads 8-bit images, "
+                          "so convert it to 8-bit (e.g. PNG saved from a uint8 array)")
+    return np.asarray(image.convert("RGB"))
+
+
+def save_png(path, pixels: np.ndarray) -> None:
+    """H x W (grayscale) or H x W x 3 (RGB) uint8 as a PNG with no metadata, atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG")
+
+
 # --- Keras models -----------------------------------------------------------------------------
 
 
@@ -207,15 +256,13 @@ def _renumber_shared_objects(config):
     return visit(config)
 
 
-def load_model(path, kind: str | None = None):
+def load_model(path, check=None):
     """Load a `.keras` model in safe mode (no arbitrary code: Lambda layers are refused).
 
-    `kind` ("segmentation", "encoder" or "decoder") also checks the model's input and output
-    shapes, so a model of the wrong kind is refused with a message naming the file.
+    `check(model, path)`, if given, refuses a model of the wrong kind with a message naming the
+    file (`fcnlab.seg.model.check_segmentation_model`, `fcnlab.cae.model.check_encoder_model`, ...).
     """
     import keras
-
-    from fcnlab.model_checks import CHECKS
 
     path = Path(path)
     if not path.is_file():
@@ -224,9 +271,20 @@ def load_model(path, kind: str | None = None):
         raise FcnlabError(f"{path}: not a .keras model file (not a zip archive); "
                           "retrain it (dvc repro) or re-download it")
     model = _load_keras_file(keras, path)
-    if kind is not None:
-        CHECKS[kind](model, path)
+    if check is not None:
+        check(model, path)
     return model
+
+
+def single_io_shape(tensors) -> tuple | None:
+    """The shape of a model's only input (or output) tensor; None if it has several."""
+    return tuple(tensors[0].shape) if len(tensors) == 1 else None
+
+
+def describe_shapes(tensors) -> str:
+    """A model's input (or output) shapes for an error message: "(batch, 28, 28, 1)"."""
+    shapes = [str(tuple(t.shape)).replace("None", "batch", 1).replace("None", "any") for t in tensors]
+    return shapes[0] if len(shapes) == 1 else f"{len(shapes)} tensors {', '.join(shapes)}"
 
 
 def _load_keras_file(keras, path: Path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from fcnlab.errors import FcnlabError
+from fcnlab.core.errors import FcnlabError
 
 SHOWN_CHARS = 80  # how much of a wrong value an error message repeats
 
@@ -72,10 +72,21 @@ class Section:
             self._fail(key, "a mapping")
         return Section(self.file_name, f"{self.name}.{key}", value)
 
-    def integer(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    def integer(self, key: str, minimum: int | None = None, maximum: int | None = None,
+                multiple_of: int | None = None) -> int:
         expectation = "an integer" + _range_text(minimum, maximum)
+        if multiple_of is not None:
+            expectation += f" that is a multiple of {multiple_of}"
         value = self._get(key, expectation)
-        if isinstance(value, bool) or not isinstance(value, int) or not _in_range(value, minimum, maximum):
+        if (isinstance(value, bool) or not isinstance(value, int) or not _in_range(value, minimum, maximum)
+                or (multiple_of is not None and value % multiple_of)):
+            self._fail(key, expectation)
+        return value
+
+    def choice(self, key: str, options) -> str:
+        expectation = "one of " + ", ".join(str(option) for option in options)
+        value = self._get(key, expectation)
+        if isinstance(value, bool) or value not in options:
             self._fail(key, expectation)
         return value
 

@@ -1,8 +1,8 @@
-"""Two exact reformulations that make FCN training and inference faster on a CPU.
+"""Faster paths for FCN-8s: two exact reformulations, the in-memory twins that use them, bfloat16.
 
 Neither changes the network or its maths; both compute the same numbers (up to float32
 rounding) with less work. The saved `.keras` model never contains them: they are used by the
-in-memory twins that `fcnlab.fcn_training` trains and predicts with.
+in-memory twins that `fcnlab.seg.training` trains and predicts with.
 
 `PaddingFreeConv2D` -- conv6 without the zero padding.
     The seed's conv6 is a 7x7 "same" convolution on block5_pool, which is tiny (7x7 at 224 px,
@@ -15,15 +15,15 @@ in-memory twins that `fcnlab.fcn_training` trains and predicts with.
         y[:, i, j] = bias + sum over taps (dy, dx) of  x[:, i+dy-3, j+dx-3] @ kernel[dy, dx]
                      (only the (i, j) where i+dy-3 and j+dx-3 are inside the map)
 
-    Measured on 2 CPU cores (224 px, width 4096, batch 5): conv6 forward 0.34 s -> 0.16 s,
-    forward + kernel gradient 0.70 s -> 0.32 s; outputs agree to 4e-6 (values ~2).
+    Outputs agree with Keras' Conv2D to float32 rounding (tests/test_seg_speedups.py); the
+    speed-up is measured in bench/fcn_benchmark.py.
 
 `FusedAdam` -- Keras' Adam update in one pass over memory.
     Keras 3 writes Adam's update as about ten separate element-wise ops, each a full pass over
     the variable. The seed's head has 119 million parameters (conv6 alone 103 M), so one
-    optimiser step streamed ~5 GB and took 0.30 s on this machine. TensorFlow's own
+    optimiser step streams ~5 GB. TensorFlow's own
     `ResourceApplyAdam` kernel does the identical formula (same bias correction, same epsilon
-    placement) in one pass: 0.064 s. It is used on TensorFlow without a distribution strategy;
+    placement) in one pass. It is used on TensorFlow without a distribution strategy;
     elsewhere (and with amsgrad) the class is plain Keras Adam.
 """
 
@@ -31,6 +31,11 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+
+from fcnlab.seg.model import HEAD_LAYER_NAMES
+
+SKIP_FEATURES = ("block3_pool", "block4_pool", "block5_pool")
+PRECISIONS = ("float32", "bfloat16")
 
 # Use the padding-free form only where it saves at least this fraction of the products: on
 # large maps the padding is a thin border and one convolution beats many matrix products.
@@ -118,3 +123,79 @@ class FusedAdam(keras.optimizers.Adam):
             lr=ops.cast(learning_rate, variable.dtype), beta1=ops.cast(self.beta_1, variable.dtype),
             beta2=ops.cast(self.beta_2, variable.dtype), epsilon=ops.cast(self.epsilon, variable.dtype),
             grad=ops.cast(gradient, variable.dtype))
+
+
+# --- Twins: the model's own layers, wired for speed ------------------------------------------
+
+
+def encoder_is_frozen(model) -> bool:
+    head = set(HEAD_LAYER_NAMES)
+    return not any(layer.trainable_weights for layer in model.layers if layer.name not in head)
+
+
+def encoder_features_model(model):
+    """image -> [pool3, pool4, pool5]: the part of `model` that a frozen encoder makes constant."""
+    import keras
+
+    image = keras.Input(shape=model.inputs[0].shape[1:], name="image")
+    return keras.Model(image, _encoder(model, image), name="fcn_encoder_features")
+
+
+def head_model(model, padding_free: bool = True):
+    """[pool3, pool4, pool5] -> probabilities, built from `model`'s own head layers (shared weights)."""
+    import keras
+
+    pools = [keras.Input(shape=model.get_layer(name).output.shape[1:], name=name) for name in SKIP_FEATURES]
+    return keras.Model(pools, _head(model, *pools, padding_free=padding_free), name="fcn_head")
+
+
+def is_fcn8s(model) -> bool:
+    """Whether `model` has fcnlab.seg.model's layer names (other segmentation models are run as they are)."""
+    names = {layer.name for layer in model.layers}
+    return set(HEAD_LAYER_NAMES) <= names and set(SKIP_FEATURES) <= names
+
+
+def fast_twin(model):
+    """`model` with conv6 computed padding-free: the same layers and weights, the same outputs."""
+    import keras
+
+    image = keras.Input(shape=model.inputs[0].shape[1:], name="image")
+    return keras.Model(image, _head(model, *_encoder(model, image), padding_free=True), name="fcn8s_vgg16_fast")
+
+
+def _encoder(model, image):
+    """`model`'s encoder layers called again, in order, on `image` (it is a plain chain)."""
+    x, features = image, {}
+    for layer in model.layers[1:]:
+        x = features[layer.name] = layer(x)
+        if layer.name == SKIP_FEATURES[-1]:
+            break
+    return [features[name] for name in SKIP_FEATURES]
+
+
+def _head(model, pool3, pool4, pool5, padding_free: bool):
+    """`model`'s head layers called again on the three encoder maps (see fcnlab.seg.model's diagram)."""
+    layer = model.get_layer
+    conv6 = PaddingFreeConv2D(layer("conv6")) if padding_free else layer("conv6")
+    x = layer("fc7")(conv6(pool5))
+    x = layer("up2_pool5")(layer("score")(x))
+    x = layer("up2_fuse")(layer("fuse_pool4")([x, pool4]))
+    return layer("up8_softmax")(layer("fuse_pool3")([x, pool3]))
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"{precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+
+
+def with_dtype_policy(model, policy: str):
+    """A copy of `model` (same architecture, copied weights) whose layers compute under `policy`."""
+    import keras
+
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer":
+            layer["config"]["dtype"] = keras.dtype_policies.serialize(keras.DTypePolicy(policy))
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fcnlab.exact_speedups import FusedAdam, PaddingFreeConv2D, skipped_fraction
+from fcnlab.seg.speedups import FusedAdam, PaddingFreeConv2D, skipped_fraction
 
 
 def conv_pair(kernel, channels_in, filters, activation="relu", seed=0):

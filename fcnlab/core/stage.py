@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fcnlab.errors import FcnlabError
-from fcnlab.io import remove_path
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import remove_path
 
 
 def run_stage(main, description: str, inputs: list[str], outputs: list[str]) -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-IMAGE_SHAPE = (28, 28, 1)
-LATENT_DIM = 2
+from fcnlab.cae.data import DIGIT_SIDE_PX
+from fcnlab.cae.latent import LATENT_DIM
+
+IMAGE_SHAPE = (DIGIT_SIDE_PX, DIGIT_SIDE_PX, 1)
 
 
 def cae_encoder() -> keras.Model:

@@ -1,0 +1,1 @@
+"""The shared core: files, params, stage scripts, errors, seeding, distribution, tracking."""

@@ -1,0 +1,1 @@
+"""The segmentation half: data sources, prepared arrays, FCN-8s, training, prediction, metrics, figures."""
