@@ -43,11 +43,13 @@ Segment images with the FCN-8s model: write DIR/<stem>_mask.png (0 background, 2
 and DIR/<stem>_overlay.png (the image with its predicted foreground tinted blue) per image.
 
 Images: any format Pillow reads (PNG, JPEG, TIFF, ...), 8-bit grayscale, RGB or RGBA (alpha is
-dropped), any size. Raw pixels go in (the model does its own preprocessing). FCN-8s needs sides
-that are multiples of 32, so each image is padded at its bottom and right by mirroring it
-(reflection) up to the next multiple of 32, predicted, and the prediction cropped back to the
-original size: nothing is resized. A pixel is foreground if its probability is above
---threshold. An unreadable file is reported on one line and skipped; a summary ends the run."""
+dropped), any size. Raw pixels go in (the model does its own preprocessing). Each image is
+segmented at the scale the model was trained at, read from FILE.geometry.json beside the model
+(train-fcn writes it): resized to that scale, padded by reflection to multiples of 32, predicted,
+and the probabilities resized back to the image's own size, as evaluate-iou measured. --native
+(or a model without that file) predicts at the image's own size instead. A pixel is foreground
+if its probability is above --threshold. An unreadable file is reported on one line and
+skipped; a summary ends the run."""
 
 SEGMENT_EPILOG = """\
 examples:
@@ -112,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="folder for the _mask.png and _overlay.png files (created if needed)")
     segment.add_argument("--threshold", type=_threshold, default=0.5, metavar="P",
                          help="foreground if probability > this, 0..1 (default: 0.5)")
-    segment.add_argument("--batch-size", type=_positive_int, default=4, metavar="N",
-                         help="images per prediction batch; lower it if memory runs out (default: 4)")
+    segment.add_argument("--native", action="store_true",
+                         help="predict at each image's own size, not at the training scale")
     segment.add_argument("--precision", default="float32", metavar="{float32,bfloat16}",
                          help="arithmetic of the network: bfloat16 is about 2x faster on CPUs with "
                               "AVX512-BF16 or AMX and on recent GPUs, slower elsewhere; "
@@ -161,11 +163,12 @@ def run_segment(args) -> int:
     if args.precision not in PRECISIONS:
         raise FcnlabError(f"--precision: {args.precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
     model = load_model(args.model, check=check_segmentation_model)
+    geometry = None if args.native else _training_geometry(args.model)
     _make_folder(args.out)
 
     progress = _Progress(len(args.images), "segment")
     fractions, failed = [], 0
-    for result in segment.segment_files(model, args.images, args.batch_size, args.precision):
+    for result in segment.segment_files(model, args.images, geometry, args.precision):
         if result.error is not None:
             failed += 1
             progress.fail(result.path, result.error)
@@ -250,6 +253,17 @@ def run_encode(args) -> int:
 
 
 # --- Helpers ------------------------------------------------------------------------------------
+
+
+def _training_geometry(model_path: Path) -> dict | None:
+    """The geometry record beside the model, or None (with a note) where there is none."""
+    from fcnlab.seg.arrays import load_geometry
+
+    path = model_path.with_suffix(".geometry.json")
+    if not path.is_file():
+        print(f"note: {path} not found; predicting at each image's own size (as --native)", file=sys.stderr)
+        return None
+    return load_geometry(path)
 
 
 def _start_tensorflow_quietly() -> None:

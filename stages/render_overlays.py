@@ -6,7 +6,7 @@ from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import save_figures
 from fcnlab.core.params import load_section
 from fcnlab.core.stage import run_stage
-from fcnlab.seg.arrays import load_prepared_segmentation, load_test_predictions
+from fcnlab.seg.arrays import load_prepared_split, load_test_predictions
 from fcnlab.seg.figures import prediction_figure, ranked_grid_figure
 from fcnlab.seg.metrics import per_image_metrics, predict_masks
 
@@ -17,10 +17,9 @@ def main(args):
     examples = overlays.int_list("examples", minimum=0)
     n_ranked = overlays.integer("n_best_worst", minimum=1, maximum=16)
 
-    data = load_prepared_segmentation(args.data, "test_images", "test_masks")
-    images, truth = data["test_images"], data["test_masks"]
-    fg_probs = load_test_predictions(args.predictions, truth)                   # N x H x W
-    predicted = predict_masks(fg_probs, threshold)
+    test = load_prepared_split(args.data, "test")
+    images, truth = test.images, test.masks
+    predicted = [predict_masks(probs, threshold) for probs in load_test_predictions(args.predictions, test)]
     too_big = [i for i in examples if i >= len(images)]
     if too_big:
         raise FcnlabError(f"params.yaml: overlays.examples {too_big} exceed the {len(images)} test images "

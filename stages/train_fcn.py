@@ -1,17 +1,22 @@
-"""train-fcn: train the seed's FCN-8s on the prepared segmentation data; save the whole model."""
+"""train-fcn: train the seed's FCN-8s on the prepared segmentation data; save the whole model, the
+training geometry beside it, per-epoch curves and which epoch was kept."""
 
 import numpy as np
 
 from fcnlab.core.distribute import check_batch_size, is_chief, training_strategy
-from fcnlab.core.io import save_json, save_model
+from fcnlab.core.io import save_csv, save_json, save_model
 from fcnlab.core.params import load_section
 from fcnlab.core.reproducibility import seed_everything
 from fcnlab.core.stage import run_stage
 from fcnlab.core.tracking import epoch_progress, live_callback, stop_if_diverged
-from fcnlab.seg.arrays import load_prepared_segmentation
+from fcnlab.seg.arrays import load_geometry, load_prepared_split
+from fcnlab.seg.augment import NO_AUGMENTATION, Augmentation
+from fcnlab.seg.callbacks import LR_SCHEDULES
+from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE
+from fcnlab.seg.losses import LOSSES
 from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.speedups import PRECISIONS
-from fcnlab.seg.training import train_fcn
+from fcnlab.seg.training import TrainingControl, epoch_rows, train_fcn
 
 
 def main(args):
@@ -28,32 +33,47 @@ def main(args):
     learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
     seed = fcn.integer("seed", minimum=0)
     precision = fcn.choice("precision", PRECISIONS)
+    patch_size = None if fcn.values.get("patch_size") is None else fcn.integer(
+        "patch_size", minimum=IMAGE_SIZE_MULTIPLE, maximum=2048, multiple_of=IMAGE_SIZE_MULTIPLE)
+    control = TrainingControl(
+        loss=fcn.choice("loss", LOSSES), patch_size=patch_size,
+        augmentation=Augmentation() if fcn.boolean("augment") else NO_AUGMENTATION,
+        keep_best=fcn.boolean("keep_best"),
+        patience=None if fcn.values.get("patience") is None else fcn.integer("patience", minimum=1),
+        lr_schedule=fcn.choice("lr_schedule", LR_SCHEDULES),
+        threshold=load_section(args.params, "evaluate").number("threshold", minimum=0.0, maximum=1.0),
+        seed=seed)
     strategy = training_strategy(load_section(args.params, "train").string("strategy"))
     chief = is_chief(strategy)  # in a multi-worker run the others train too but write nothing
 
-    data = load_prepared_segmentation(args.data, "train_images", "train_masks", "val_images", "val_masks")
-    check_batch_size(batch_size, strategy, "fcn.batch_size",
-                     train=len(data["train_images"]), val=len(data["val_images"]))
+    train, val = load_prepared_split(args.data, "train"), load_prepared_split(args.data, "val")
+    check_batch_size(batch_size, strategy, "fcn.batch_size", train=len(train), val=len(val))
     seed_everything(seed)
     with strategy.scope():
         model = fcn8s_vgg16(n_classes=2, encoder_weights=encoder_weights, **config)
-    train_fcn(model, data["train_images"], data["train_masks"], data["val_images"], data["val_masks"],
-              epochs, batch_size, learning_rate, strategy=strategy, precision=precision,
-              callbacks=[epoch_progress("train-fcn"), stop_if_diverged("fcn.learning_rate")]
-              + ([live_callback(args.live)] if chief else []))
+    record = train_fcn(model, train.images, train.masks, val.images, val.masks, epochs, batch_size,
+                       learning_rate, strategy=strategy, precision=precision, control=control,
+                       callbacks=[epoch_progress("train-fcn"), stop_if_diverged("fcn.learning_rate")]
+                       + ([live_callback(args.live)] if chief else []))
     if not chief:
         print("train-fcn: trained as a non-chief worker; the chief writes the outputs")
         return
     save_model(model, args.model)
+    save_json(args.geometry, {**load_geometry(args.data), "patch_size": patch_size})
+    save_csv(args.epochs, epoch_rows(record))
     save_json(args.metrics, {
-        "encoder_weights": encoder_weights, **config, "precision": precision,
-        "parameters": {"total": int(model.count_params()),
-                       "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights))},
+        "epochs_run": record.epochs_run, "kept_epoch": record.kept_epoch,
+        "best_val_mean_iou": None if record.best_val_mean_iou is None else round(record.best_val_mean_iou, 6),
+        "parameters": int(model.count_params()),
+        "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
     })
+    kept = f"; kept epoch {record.kept_epoch} of {record.epochs_run}" + (
+        "" if record.best_val_mean_iou is None else f" (best val mean IoU {record.best_val_mean_iou:.3f}, "
+                                                    f"epoch {record.best_epoch})")
     print(f"train-fcn: saved {args.model} ({model.count_params():,} parameters, encoder {encoder_weights}, "
-          f"{'frozen' if config['freeze_encoder'] else 'trainable'})")
+          f"{'frozen' if config['freeze_encoder'] else 'trainable'}){kept}")
 
 
 if __name__ == "__main__":
     run_stage(main, __doc__, inputs=["data"],
-              outputs=["model", "live", "metrics"])
+              outputs=["model", "geometry", "live", "epochs", "metrics"])

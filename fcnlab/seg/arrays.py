@@ -1,85 +1,195 @@
-"""The prepared segmentation arrays, as the stages after prepare-seg read them back.
+"""The prepared segmentation data: one split of images and masks of any sizes, on disk and back.
 
-train-fcn, evaluate-iou and render-overlays read prepare-seg's arrays with
-`load_prepared_segmentation`, which checks them again, and render-overlays reads evaluate-iou's
-predictions with `load_test_predictions`; a stale or hand-edited file stops with one line naming it.
+prepare-seg writes each split as three `.npy` files in its output folder, a "ragged" layout that
+holds images of different sizes without padding or resizing them to one shape:
+
+    <split>_shapes.npy   N x 2 int64        (height, width) of each image, in order
+    <split>_images.npy   P x 3 uint8        every image's RGB pixels, row by row, one after another
+    <split>_masks.npy    P uint8            every mask's pixels the same way: 1 foreground, 0 background
+
+(P = the sum of height x width.) Beside them, `geometry.json` records the training scale the
+images were brought to (`fcnlab.seg.geometry`). train-fcn, evaluate-iou and render-overlays read a split back
+with `load_prepared_split`, which memory-maps the files: an image is a view into the file, read
+from disk only when used, so no stage holds a whole split in memory. Everything is checked on
+the way in; a stale or hand-edited file stops with one line naming it. evaluate-iou's
+predictions use the same layout (`save_split_arrays` / `load_test_predictions`).
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fcnlab.core.errors import FcnlabError
-from fcnlab.core.io import load_arrays, load_npy
-from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE
+from fcnlab.core.io import atomic_path, load_json, load_npy
+from fcnlab.seg.geometry import RESIZE_POLICIES
 
 SPLIT_NAMES = ("train", "val", "test")
+GEOMETRY_FILE = "geometry.json"
 NAMES_SHOWN = 5  # how many odd values an error lists
 PREPARED_FIX = "rerun prepare-seg to rebuild it (dvc repro prepare-seg)"
+PREDICTIONS_FIX = "rerun evaluate-iou to rebuild it (dvc repro evaluate-iou)"
 
 
-def load_prepared_segmentation(directory, *names: str) -> dict[str, np.ndarray]:
-    """Read `<directory>/<name>.npy` for each of `names` (train_images, train_masks, ...) and
-    check them with `check_prepared_segmentation`; every problem is one FcnlabError naming the file."""
-    arrays = load_arrays(directory, *names)
-    check_prepared_segmentation(arrays, Path(directory))
-    return arrays
+@dataclass
+class SegSplit:
+    """One split: `images[i]` is H_i x W_i x 3 uint8 RGB, `masks[i]` H_i x W_i uint8 {0, 1}."""
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def common_shape(self) -> tuple[int, int] | None:
+        """(H, W) if every image has that size, else None."""
+        shapes = {image.shape[:2] for image in self.images}
+        return shapes.pop() if len(shapes) == 1 else None
+
+    def stacked(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N x H x W x 3 images, N x H x W masks) for a split whose images share one size."""
+        if self.common_shape() is None:
+            raise ValueError("the images have different sizes; they cannot be stacked into one array")
+        return np.stack(self.images), np.stack(self.masks)
+
+    def foreground_fraction(self) -> float:
+        pixels = sum(mask.size for mask in self.masks)
+        return float(sum(int(np.count_nonzero(mask)) for mask in self.masks) / pixels) if pixels else 0.0
 
 
-def check_prepared_segmentation(arrays: dict[str, np.ndarray], origin) -> None:
-    """Refuse prepared segmentation arrays that are not what prepare-seg writes.
+# --- Writing ----------------------------------------------------------------------------------
 
-    `arrays` maps names to arrays: `*_images` must be uint8 N x H x W x 3 (N >= 1, H and W
-    multiples of 32), `*_masks` uint8 N x H x W holding only 0 and 1, and each split's masks
-    must match its images. `origin` is their directory (errors name `<origin>/<name>.npy`).
+
+def save_prepared_segmentation(directory, splits: dict[str, SegSplit], geometry: dict) -> None:
+    """Write every split's three files and `geometry.json` (the training scale: resize policy and
+    image size, `fcnlab.seg.geometry`) into `directory`, replacing it atomically."""
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        for name, split in splits.items():
+            save_split_arrays(tmp, name, images=split.images, masks=split.masks)
+        (tmp / GEOMETRY_FILE).write_text(json.dumps(geometry, indent=2, sort_keys=True) + "\n")
+
+
+def save_split_arrays(directory, name: str, **arrays: list[np.ndarray]) -> None:
+    """Write `<name>_shapes.npy` and, for each keyword, `<name>_<keyword>.npy` in the ragged layout.
+
+    Every keyword's arrays must have the same (height, width) sequence: images (H x W x C) and
+    their masks or probabilities (H x W).
     """
-    for name, array in arrays.items():
-        where = f"{Path(origin) / name}.npy"
-        if name.endswith("_images"):
-            if array.ndim != 4 or array.shape[-1] != 3 or len(array) == 0:
-                raise FcnlabError(f"{where}: shape {array.shape}; prepared images must be N x H x W x 3 "
-                                  f"(RGB, N >= 1); {PREPARED_FIX}")
-            if array.dtype != np.uint8:
-                raise FcnlabError(f"{where}: dtype {array.dtype}; prepared images must be uint8 0..255; "
-                                  f"{PREPARED_FIX}")
-            height, width = array.shape[1:3]
-            if min(height, width) < IMAGE_SIZE_MULTIPLE or height % IMAGE_SIZE_MULTIPLE or width % IMAGE_SIZE_MULTIPLE:
-                raise FcnlabError(f"{where}: images are {height} x {width} px; FCN-8s needs sides that are "
-                                  f"multiples of {IMAGE_SIZE_MULTIPLE}: set seg.image_size accordingly and "
-                                  "rerun prepare-seg")
-        elif name.endswith("_masks"):
-            if array.ndim != 3 or array.dtype != np.uint8:
-                raise FcnlabError(f"{where}: shape {array.shape}, dtype {array.dtype}; prepared masks must be "
-                                  f"uint8 N x H x W; {PREPARED_FIX}")
-            if array.size and array.max() > 1:
-                odd = np.unique(array[array > 1])[:NAMES_SHOWN].tolist()
-                raise FcnlabError(f"{where}: mask values {odd}; prepared masks hold only 0 (background) "
-                                  f"and 1 (foreground); {PREPARED_FIX}")
-    for split in SPLIT_NAMES:
-        images, masks = arrays.get(f"{split}_images"), arrays.get(f"{split}_masks")
-        if images is not None and masks is not None and images.shape[:3] != masks.shape:
-            raise FcnlabError(f"{Path(origin) / split}_masks.npy: shape {masks.shape} does not match the "
-                              f"images {images.shape[:3]} in {split}_images.npy; {PREPARED_FIX}")
+    directory = Path(directory)
+    lists = list(arrays.values())
+    shapes = np.array([array.shape[:2] for array in lists[0]], dtype=np.int64).reshape(-1, 2)
+    for key, items in arrays.items():
+        if [item.shape[:2] for item in items] != [tuple(shape) for shape in shapes]:
+            raise ValueError(f"{name}_{key}: its arrays' sizes differ from the first keyword's")
+        flat = [np.asarray(item).reshape(item.shape[0] * item.shape[1], -1) for item in items]
+        joined = np.concatenate(flat) if flat else np.zeros((0, 1), np.uint8)
+        if joined.shape[1] == 1:
+            joined = joined[:, 0]
+        np.save(directory / f"{name}_{key}.npy", np.ascontiguousarray(joined), allow_pickle=False)
+    np.save(directory / f"{name}_shapes.npy", shapes, allow_pickle=False)
 
 
-def load_test_predictions(directory, test_masks: np.ndarray, name: str = "test_fg_probs") -> np.ndarray:
-    """evaluate-iou's N x H x W foreground probabilities, checked against the test masks."""
-    path = Path(directory) / f"{name}.npy"
-    fix = "rerun evaluate-iou to rebuild it (dvc repro evaluate-iou)"
+# --- Reading ----------------------------------------------------------------------------------
+
+
+def load_geometry(path) -> dict:
+    """A geometry record ({"resize", "image_size", ...}) from prepare-seg's folder or a model's sidecar."""
+    path = Path(path)
+    path = path / GEOMETRY_FILE if path.is_dir() else path
+    record = load_json(path)
+    if (not isinstance(record, dict) or record.get("resize") not in RESIZE_POLICIES
+            or isinstance(record.get("image_size"), bool) or not isinstance(record.get("image_size"), int)):
+        raise FcnlabError(f"{path}: not a geometry record ({{\"resize\": one of {', '.join(RESIZE_POLICIES)}, "
+                          f"\"image_size\": an integer}}); {PREPARED_FIX}")
+    return record
+
+
+def load_prepared_split(directory, name: str) -> SegSplit:
+    """Split `name` ("train", "val" or "test") of prepare-seg's output folder, checked, memory-mapped."""
+    directory = Path(directory)
+    shapes = _load_shapes(directory / f"{name}_shapes.npy", PREPARED_FIX)
+    images = _load_ragged(directory / f"{name}_images.npy", shapes, channels=3, fix=PREPARED_FIX)
+    masks = _load_ragged(directory / f"{name}_masks.npy", shapes, channels=None, fix=PREPARED_FIX)
+    _check_uint8(directory / f"{name}_images.npy", images, PREPARED_FIX)
+    _check_binary_masks(directory / f"{name}_masks.npy", masks)
+    return SegSplit(_split_up(images, shapes), _split_up(masks, shapes))
+
+
+def load_test_predictions(directory, test: SegSplit, name: str = "test") -> list[np.ndarray]:
+    """evaluate-iou's foreground probabilities, one H x W float32 array per test image, checked
+    against the test split's sizes."""
+    directory = Path(directory)
+    path = directory / f"{name}_fg_probs.npy"
+    shapes = _load_shapes(directory / f"{name}_shapes.npy", PREDICTIONS_FIX)
+    expected = np.array([mask.shape for mask in test.masks], dtype=np.int64).reshape(-1, 2)
+    if not np.array_equal(shapes, expected):
+        raise FcnlabError(f"{directory / f'{name}_shapes.npy'}: {len(shapes)} predictions whose sizes do not "
+                          f"match the {len(test)} test images: the predictions belong to other data; "
+                          f"{PREDICTIONS_FIX}")
+    probs = _load_ragged(path, shapes, channels=None, fix=PREDICTIONS_FIX)
+    if not np.issubdtype(probs.dtype, np.floating):
+        raise FcnlabError(f"{path}: dtype {probs.dtype}; predictions must be float probabilities; {PREDICTIONS_FIX}")
+    if probs.size and (not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1):
+        raise FcnlabError(f"{path}: values outside [0, 1] (or NaN/Inf); predictions must be "
+                          f"probabilities; {PREDICTIONS_FIX}")
+    return _split_up(probs, shapes)
+
+
+def _load_shapes(path: Path, fix: str) -> np.ndarray:
+    shapes = _load(path, fix)
+    if (shapes.ndim != 2 or shapes.shape[1] != 2 or len(shapes) == 0
+            or not np.issubdtype(shapes.dtype, np.integer) or shapes.min() < 1):
+        raise FcnlabError(f"{path}: shape {shapes.shape}, dtype {shapes.dtype}; it must list each image's "
+                          f"(height, width) as N x 2 positive integers (N >= 1); {fix}")
+    return shapes.astype(np.int64)
+
+
+def _load_ragged(path: Path, shapes: np.ndarray, channels: int | None, fix: str) -> np.ndarray:
+    array = _load(path, fix, mmap=True)
+    pixels = int(np.sum(shapes[:, 0] * shapes[:, 1]))
+    expected = (pixels, channels) if channels else (pixels,)
+    if array.shape != expected:
+        raise FcnlabError(f"{path}: shape {array.shape}, but the {len(shapes)} image sizes in "
+                          f"{path.name.rsplit('_', 1)[0]}_shapes.npy need {expected}; {fix}")
+    return array
+
+
+def _load(path: Path, fix: str, mmap: bool = False) -> np.ndarray:
     if not path.is_file():
         raise FcnlabError(f"{path}: file not found; {fix}")
+    if mmap:
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError, MemoryError, OverflowError) as err:
+            raise FcnlabError(f"{path}: truncated or corrupt .npy file ({type(err).__name__}: {err}); "
+                              f"{fix}") from None
     try:
-        probs = load_npy(path)
+        return load_npy(path)
     except (MemoryError, OverflowError):
         raise FcnlabError(f"{path}: too large to load into memory; {fix}") from None
-    if probs.shape != test_masks.shape:
-        raise FcnlabError(f"{path}: shape {probs.shape} but the test masks are {test_masks.shape}: the "
-                          f"predictions belong to other data; {fix}")
-    if not np.issubdtype(probs.dtype, np.floating):
-        raise FcnlabError(f"{path}: dtype {probs.dtype}; predictions must be float probabilities; {fix}")
-    if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1:
-        raise FcnlabError(f"{path}: values outside [0, 1] (or NaN/Inf); predictions must be "
-                          f"probabilities; {fix}")
-    return probs
+
+
+def _check_uint8(path: Path, array: np.ndarray, fix: str) -> None:
+    if array.dtype != np.uint8:
+        raise FcnlabError(f"{path}: dtype {array.dtype}; prepared images must be uint8 0..255; {fix}")
+
+
+def _check_binary_masks(path: Path, masks: np.ndarray) -> None:
+    if masks.dtype != np.uint8:
+        raise FcnlabError(f"{path}: dtype {masks.dtype}; prepared masks must be uint8; {PREPARED_FIX}")
+    if masks.size and masks.max() > 1:
+        odd = np.unique(masks[masks > 1])[:NAMES_SHOWN].tolist()
+        raise FcnlabError(f"{path}: mask values {odd}; prepared masks hold only 0 (background) "
+                          f"and 1 (foreground); {PREPARED_FIX}")
+
+
+def _split_up(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
+    """The flat pixel rows cut back into one H x W (x C) view per image."""
+    ends = np.cumsum(shapes[:, 0] * shapes[:, 1])
+    starts = ends - shapes[:, 0] * shapes[:, 1]
+    return [flat[start:end].reshape((int(h), int(w)) + flat.shape[1:])
+            for start, end, (h, w) in zip(starts, ends, shapes)]

@@ -1,7 +1,8 @@
 """Binary segmentation metrics on NumPy arrays: confusion counts, IoU, Dice, curves, baselines.
 
-Masks are N x H x W arrays of 0/1 (uint8, bool, or 0./1. floats); foreground probabilities are
-floats of the same shape (the FCN's softmax channel 1). A pixel is predicted foreground when its
+Masks are arrays of 0/1 (uint8, bool, or 0./1. floats), N x H x W or the pixels of images of any
+sizes one after another (`pixels`); foreground probabilities are floats of the same shape (the
+FCN's softmax channel 1). A pixel is predicted foreground when its
 probability is strictly above the threshold, as in the seed (`test_segmented[..., 1] > 0.5`);
 `predict_masks` is the one place that rule lives.
 
@@ -102,23 +103,27 @@ def _round(value: float | None) -> float | None:
 def per_image_metrics(true_masks, pred_masks) -> list[dict]:
     """One row per image: index, foreground iou and dice, and the truth's foreground_fraction.
 
+    The masks are N x H x W arrays, or lists of H x W arrays of any sizes (pairs must match).
     An image with no foreground in truth or prediction scores iou = dice = 1.
     """
-    true_fg, pred_fg = _check_pair(true_masks, pred_masks)
-    if true_fg.ndim < 2:
-        raise ValueError(f"per_image_metrics needs N x H x W masks, got shape {true_fg.shape}")
-    true_fg = true_fg.reshape(len(true_fg), -1)                                  # N x pixels
-    pred_fg = pred_fg.reshape(len(pred_fg), -1)
-    tp = np.count_nonzero(true_fg & pred_fg, axis=1)                              # N
-    true_sum = np.count_nonzero(true_fg, axis=1)
-    pred_sum = np.count_nonzero(pred_fg, axis=1)
-    both = true_sum + pred_sum
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(both == 0, 1.0, tp / (both - tp))
-        dice = np.where(both == 0, 1.0, 2 * tp / both)
-    fraction = true_sum / true_fg.shape[1]
-    return [{"index": i, "iou": _round(iou[i]), "dice": _round(dice[i]),
-             "foreground_fraction": _round(fraction[i])} for i in range(len(true_fg))]
+    if len(true_masks) != len(pred_masks):
+        raise ValueError(f"{len(true_masks)} true masks but {len(pred_masks)} predicted masks")
+    rows = []
+    for i, (truth, predicted) in enumerate(zip(true_masks, pred_masks)):
+        true_fg, pred_fg = _check_pair(truth, predicted)
+        if true_fg.ndim != 2:
+            raise ValueError(f"per_image_metrics needs H x W masks, got shape {true_fg.shape} at index {i}")
+        tp = np.count_nonzero(true_fg & pred_fg)
+        both = np.count_nonzero(true_fg) + np.count_nonzero(pred_fg)
+        iou, dice = (1.0, 1.0) if both == 0 else (tp / (both - tp), 2 * tp / both)
+        rows.append({"index": i, "iou": _round(iou), "dice": _round(dice),
+                     "foreground_fraction": _round(np.count_nonzero(true_fg) / true_fg.size)})
+    return rows
+
+
+def pixels(arrays) -> np.ndarray:
+    """Every pixel of a list of H x W (x C) arrays of any sizes, one after another: P (x C)."""
+    return np.concatenate([np.asarray(array).reshape((-1,) + np.shape(array)[2:]) for array in arrays])
 
 
 # --- IoU against the threshold ------------------------------------------------------------------
@@ -169,6 +174,12 @@ def baselines(true_masks, images, train_images, train_masks) -> dict[str, dict]:
         "all_foreground": segmentation_metrics(true_fg, np.ones_like(true_fg)),
         "intensity_threshold": segmentation_metrics(true_fg, predicted) | rule,
     }
+
+
+def beats_baselines(model_metrics: dict, baseline_metrics: dict[str, dict], margin: float) -> bool:
+    """Whether the model's mean IoU is above every baseline's by more than `margin`."""
+    best = max((b["mean_iou"] for b in baseline_metrics.values() if b["mean_iou"] is not None), default=0.0)
+    return model_metrics["mean_iou"] is not None and model_metrics["mean_iou"] > best + margin
 
 
 def grayscale(images) -> np.ndarray:

@@ -1,4 +1,13 @@
-"""Predict with FCN-8s: foreground probabilities for a batch of images, batch by batch.
+"""Predict with FCN-8s: foreground probabilities for images of any size, batch by batch.
+
+    image HxWx3 uint8
+      │ pad bottom and right by reflection      H'xW'x3   (H', W' = the next multiples of 32)
+      │ model (raw RGB 0..255 in)               H'xW'x2   class probabilities
+      ▼ channel 1, crop [:H, :W]                HxW       foreground probability
+
+Padding mirrors the image across its bottom and right edges (NumPy's "reflect" mode), so the
+network sees image-like content rather than a black band, and no pixel of the original is
+resized or moved; the crop takes exactly the original pixels back (`predict_images`).
 
 Prediction runs `fast_twin(model)` (`fcnlab.seg.speedups`) through `predict_on_batch`, which is
 faster than Keras' `predict` on a CPU; the probabilities equal `model.predict`'s to float32
@@ -11,6 +20,8 @@ import weakref
 
 import numpy as np
 
+from fcnlab.core.errors import FcnlabError
+from fcnlab.seg.geometry import pad_to_size, padded_size
 from fcnlab.seg.speedups import check_precision, fast_twin, is_fcn8s, with_dtype_policy
 
 
@@ -65,3 +76,38 @@ def _prediction_twin(model, precision: str):
         copy.set_weights(model.get_weights())
     source = model if copy is None else copy
     return source if twin is None else twin            # a model that is not FCN-8s runs as it is
+
+
+def predict_images(model, images, batch_size: int = 8, precision: str = "float32") -> list[np.ndarray]:
+    """H x W x 3 RGB images (0..255) of any sizes -> one H x W float32 foreground-probability map each.
+
+    Each image is padded to the next multiples of 32 (see the module docstring); images padded
+    to the same size share batches.
+    """
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, image in enumerate(images):
+        by_size.setdefault(model_input_size(model, *image.shape[:2]), []).append(index)
+    fg_probs: list[np.ndarray | None] = [None] * len(images)
+    for size, indices in by_size.items():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            padded = np.stack([pad_to_size(np.asarray(images[i]), *size) for i in chunk])  # n x H' x W' x 3
+            probabilities = predict_foreground(model, padded, batch_size, precision)       # n x H' x W'
+            for i, probability in zip(chunk, probabilities):
+                height, width = images[i].shape[:2]
+                fg_probs[i] = probability[:height, :width]                              # H x W
+    return fg_probs
+
+
+def model_input_size(model, height: int, width: int) -> tuple[int, int]:
+    """The size an H x W image is padded to for `model`: the next multiples of 32, or the model's
+    own input size if it was built for one size only (an image larger than that is refused)."""
+    padded = padded_size(height, width)
+    fixed = tuple(model.inputs[0].shape[1:3])
+    if fixed == (None, None):
+        return padded
+    if (fixed[0] is not None and height > fixed[0]) or (fixed[1] is not None and width > fixed[1]):
+        raise FcnlabError(f"image is {height} x {width} px but the model was built for "
+                          f"{fixed[0]} x {fixed[1]} px inputs only; crop or downscale the image, "
+                          "or use a model built with image_size None (as train-fcn saves it)")
+    return fixed[0] or padded[0], fixed[1] or padded[1]

@@ -10,10 +10,10 @@
     folder   images/ and masks/ subfolders whose files pair up by name (stem), e.g.
              images/017.png + masks/017.png; any format Pillow reads
 
-Whatever the source, the result is a `SegSplits`: uint8 RGB images shaped N x S x S x 3 and
-uint8 masks shaped N x S x S with 1 = foreground, 0 = background, for S = image_size.
-
-Resizing: every image is resized (not padded or cropped) to S x S (`fcnlab.seg.geometry`).
+Whatever the source, the result is a `SegSplits`: per split, uint8 RGB images H x W x 3 and
+uint8 masks H x W with 1 = foreground, 0 = background, at the training scale of the resize
+policy (`fcnlab.seg.geometry`): S x S for "square" (the seed's), longer side S for
+"keep_aspect", the stored size for "none". Demo scenes are drawn at S x S.
 Splits are seeded: the same files, fractions and seed give the same split.
 
 Memory guard: every source first counts the pixels it would hold (images x S x S, or the
@@ -24,7 +24,7 @@ reading or generating anything; see `TRAINING_BYTES_PER_PIXEL` for what a pixel 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,8 @@ from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import as_rgb, load_npy, open_image
 from fcnlab.core.mnist import embedded_mnist
 from fcnlab.seg import demo_scenes
-from fcnlab.seg.geometry import resize_image, resize_mask
+from fcnlab.seg.arrays import SegSplit
+from fcnlab.seg.geometry import mask_to_training_scale, to_training_scale, training_scale_size
 
 SOURCES = ("demo", "npy", "folder")
 TRAIN_IMAGES, TRAIN_LABELS = "seg_train_imgs.npy", "seg_train_labels.npy"
@@ -51,18 +52,20 @@ TRAINING_BYTES_PER_PIXEL = 50
 
 @dataclass
 class SegSplits:
-    train_images: np.ndarray  # N x S x S x 3 uint8, RGB 0..255
-    train_masks: np.ndarray   # N x S x S uint8, 1 = foreground, 0 = background
-    val_images: np.ndarray
-    val_masks: np.ndarray
-    test_images: np.ndarray
-    test_masks: np.ndarray
+    train: SegSplit
+    val: SegSplit
+    test: SegSplit
     test_split_note: str      # where the test split came from, for the summary
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The six arrays by field name (the stage saves each as `<name>.npy`)."""
-        return {field.name: getattr(self, field.name) for field in fields(self)
-                if field.name != "test_split_note"}
+    def splits(self) -> dict[str, SegSplit]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def _splits(images, masks, train, val, test, note: str) -> SegSplits:
+    """SegSplits from one list (or array) of images and masks and the index arrays of each split."""
+    def pick(indices):
+        return SegSplit([images[i] for i in indices], [masks[i] for i in indices])
+    return SegSplits(pick(train), pick(val), pick(test), test_split_note=note)
 
 
 # --- The demo scenes -------------------------------------------------------------------------
@@ -80,11 +83,12 @@ def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, se
                        max_megapixels, origin="seg.demo")
     digits = _mnist_digits()
     pools = demo_digit_indices(n_train, n_val, n_test, seed, available=len(digits))
-    arrays = []
+    splits = []
     for split_number, pool in enumerate(pools, start=1):
         rng = np.random.default_rng([seed, split_number])
-        arrays += demo_scenes.render_scenes(rng, digits[pool], image_size)
-    return SegSplits(*arrays, test_split_note="demo scenes (digits disjoint from train and val)")
+        images, masks = demo_scenes.render_scenes(rng, digits[pool], image_size)  # N x S x S (x 3)
+        splits.append(SegSplit(list(images), list(masks)))
+    return SegSplits(*splits, test_split_note="demo scenes (digits disjoint from train and val)")
 
 
 def demo_digit_indices(n_train: int, n_val: int, n_test: int, seed: int,
@@ -111,7 +115,7 @@ def _mnist_digits() -> np.ndarray:
 
 
 def load_npy_source(folder, image_size: int, val_fraction: float, seed: int,
-                    max_megapixels: float | None = None) -> SegSplits:
+                    max_megapixels: float | None = None, resize: str = "square") -> SegSplits:
     """The seed's `seg_*.npy` files: train/val by a seeded `val_fraction`, test from the test files.
 
     Images may be uint8 (or any integer type) in 0..255, or float: a float file whose
@@ -122,24 +126,23 @@ def load_npy_source(folder, image_size: int, val_fraction: float, seed: int,
     folder = existing_folder(folder, f"an npy source needs {TRAIN_IMAGES} and {TRAIN_LABELS} in it")
     _check_npy_pixel_budget(folder, image_size, max_megapixels)
 
-    images, masks = _load_npy_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS, image_size)
+    images, masks = _load_npy_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS, resize, image_size)
     train, val, _ = split_indices(len(images), seed, folder / TRAIN_IMAGES, val_fraction)
 
     if (folder / TEST_LABELS).exists():
         if not (folder / TEST_IMAGES).exists():
             raise FcnlabError(f"{folder / TEST_IMAGES}: file not found, but {TEST_LABELS} is there; "
                               f"add the test images or remove {TEST_LABELS}")
-        test_images, test_masks = _load_npy_pair(folder / TEST_IMAGES, folder / TEST_LABELS, image_size)
-        note = TEST_LABELS
-    else:
-        test_images, test_masks = images[val].copy(), masks[val].copy()
-        note = f"validation split (no {TEST_LABELS} given)"
-    return SegSplits(images[train], masks[train], images[val], masks[val],
-                     test_images, test_masks, test_split_note=note)
+        test_images, test_masks = _load_npy_pair(folder / TEST_IMAGES, folder / TEST_LABELS, resize, image_size)
+        splits = _splits(images, masks, train, val, [], note=TEST_LABELS)
+        splits.test = SegSplit(list(test_images), list(test_masks))
+        return splits
+    return _splits(images, masks, train, val, val, note=f"validation split (no {TEST_LABELS} given)")
 
 
-def _load_npy_pair(images_path: Path, labels_path: Path, image_size: int):
-    """(N x S x S x 3 uint8 images, N x S x S uint8 masks) from one imgs/labels pair of files."""
+def _load_npy_pair(images_path: Path, labels_path: Path, resize: str, image_size: int):
+    """(N x H' x W' x 3 uint8 images, N x H' x W' uint8 masks) at the training scale, from one
+    imgs/labels pair of files."""
     for path in (images_path, labels_path):
         if not path.is_file():
             raise FcnlabError(f"{path}: file not found; an npy source folder needs "
@@ -155,8 +158,8 @@ def _load_npy_pair(images_path: Path, labels_path: Path, image_size: int):
         raise FcnlabError(f"{labels_path}: labels are {masks.shape[1]} x {masks.shape[2]} pixels but the "
                           f"images in {images_path.name} are {images.shape[1]} x {images.shape[2]}; "
                           "each label must match its image's height and width")
-    return (np.stack([resize_image(image, image_size) for image in images]),
-            np.stack([resize_mask(mask, image_size) for mask in masks]))
+    return (np.stack([to_training_scale(image, resize, image_size) for image in images]),
+            np.stack([mask_to_training_scale(mask, resize, image_size) for mask in masks]))
 
 
 def _load_source_npy(path: Path) -> np.ndarray:
@@ -246,7 +249,8 @@ def _check_numeric(array: np.ndarray, path: Path, what: str, allow_bool: bool) -
 
 
 def load_folder_source(folder, image_size: int, foreground_value: int, val_fraction: float,
-                       test_fraction: float, seed: int, max_megapixels: float | None = None) -> SegSplits:
+                       test_fraction: float, seed: int, max_megapixels: float | None = None,
+                       resize: str = "square") -> SegSplits:
     """`folder/images/*` and `folder/masks/*`, paired by file stem, split train/val/test by seed.
 
     Images: any mode Pillow reads with 8-bit channels (grayscale, RGB, RGBA, palette, ...),
@@ -265,16 +269,31 @@ def load_folder_source(folder, image_size: int, foreground_value: int, val_fract
     image_files = image_files_by_stem(folder / "images")
     mask_files = image_files_by_stem(folder / "masks")
     stems = _paired_stems(image_files, mask_files, folder)
-    check_pixel_budget(len(stems) * image_size ** 2, f"{len(stems)} images of {image_size} x {image_size} px",
-                       max_megapixels, origin=folder)
-    pairs = [read_image_and_mask(image_files[stem], mask_files[stem], image_size, foreground_value)
+    if resize == "square":
+        pixels, sizes = len(stems) * image_size ** 2, f"{image_size} x {image_size} px"
+    else:
+        pixels = sum(_pixels_at_training_scale(image_files[stem], resize, image_size) for stem in stems)
+        sizes = f"their {'own size' if resize == 'none' else f'longer side {image_size} px'}"
+    check_pixel_budget(pixels, f"{len(stems)} images at {sizes}", max_megapixels, origin=folder)
+    pairs = [read_image_and_mask(image_files[stem], mask_files[stem], resize, image_size, foreground_value)
              for stem in stems]
-    images = np.stack([image for image, _ in pairs])    # N x S x S x 3
-    masks = np.stack([mask for _, mask in pairs])       # N x S x S
+    images = [image for image, _ in pairs]              # H x W x 3 each
+    masks = [mask for _, mask in pairs]                 # H x W each
 
     train, val, test = split_indices(len(stems), seed, folder, val_fraction, test_fraction)
-    return SegSplits(images[train], masks[train], images[val], masks[val], images[test], masks[test],
-                     test_split_note=f"seeded split of {folder.name}/ (test_fraction {test_fraction})")
+    return _splits(images, masks, train, val, test,
+                   note=f"seeded split of {folder.name}/ (test_fraction {test_fraction})")
+
+
+def _pixels_at_training_scale(path: Path, resize: str, image_size: int) -> int:
+    """The pixels an image file will have at the training scale, from its header alone."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError):
+        return image_size ** 2          # unreadable: left for the reader to report
+    new_height, new_width = training_scale_size(height, width, resize, image_size)
+    return max(height * width, new_height * new_width)
 
 
 def image_files_by_stem(directory: Path) -> dict[str, Path]:
@@ -317,17 +336,18 @@ def _fail_if_unpaired(directory: Path, files: dict[str, Path], partners: dict[st
                           f"{partner_folder}/: {shown}; add their {partner_folder} or remove them")
 
 
-def read_image_and_mask(image_path: Path, mask_path: Path, image_size: int, foreground_value: int):
-    """(S x S x 3 uint8 image, S x S uint8 mask in {0, 1}) for one pair of files."""
+def read_image_and_mask(image_path: Path, mask_path: Path, resize: str, image_size: int,
+                        foreground_value: int):
+    """(H x W x 3 uint8 image, H x W uint8 mask in {0, 1}) at the training scale, for one pair of files."""
     image = open_image(image_path)
     mask = open_image(mask_path)
     if image.size != mask.size:
         raise FcnlabError(f"{mask_path}: mask is {mask.size[0]} x {mask.size[1]} pixels but its image "
                           f"{image_path.name} is {image.size[0]} x {image.size[1]}; "
                           "save each mask at its image's size")
-    rgb = resize_image(as_rgb(image, image_path), image_size)
+    rgb = to_training_scale(as_rgb(image, image_path), resize, image_size)
     binary = _as_binary_mask(mask, mask_path)
-    return rgb, resize_mask((binary == foreground_value).astype(np.uint8), image_size)
+    return rgb, mask_to_training_scale((binary == foreground_value).astype(np.uint8), resize, image_size)
 
 
 def _as_binary_mask(mask: Image.Image, path: Path) -> np.ndarray:
@@ -366,13 +386,19 @@ def split_indices(n: int, seed: int, origin, val_fraction: float, test_fraction:
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def geometry_record(resize: str, image_size: int) -> dict:
+    """How the prepared images were scaled, as train-fcn records it beside the model."""
+    return {"resize": resize, "image_size": image_size}
+
+
 def segmentation_summary(splits: SegSplits) -> dict:
-    """JSON-able counts and foreground fractions per split, for the prepare-seg metrics file."""
-    summary = {"image_size": int(splits.train_images.shape[1]), "test_split_note": splits.test_split_note}
-    for name in ("train", "val", "test"):
-        masks = getattr(splits, f"{name}_masks")
-        summary[name] = {"count": int(len(masks)),
-                         "foreground_fraction": round(float(masks.mean()), 6) if masks.size else 0.0}
+    """JSON-able counts, image sizes and foreground fractions per split, for the prepare-seg summary."""
+    summary = {"test_split_note": splits.test_split_note}
+    for name, split in splits.splits().items():
+        heights = [image.shape[0] for image in split.images]
+        widths = [image.shape[1] for image in split.images]
+        summary[name] = {"count": len(split), "foreground_fraction": round(split.foreground_fraction(), 6),
+                         "height_px": [min(heights), max(heights)], "width_px": [min(widths), max(widths)]}
     return summary
 
 

@@ -1,7 +1,19 @@
-"""Train FCN-8s (Adam + categorical cross-entropy + accuracy, as the seed).
+"""Train FCN-8s: Adam and the seed's cross-entropy by default, on whole images or random patches,
+augmented, with the validation IoU measured every epoch and the best epoch's weights kept.
 
-With a frozen encoder (the seed's `base_model.trainable = False`) the VGG16 features of an
-image never change during training, so recomputing them every epoch, as the seed's
+Data. Training reads a stream (`training_stream`): each pass a new seeded order of the training
+images; each image either whole (all the same size) or a random `patch_size` square of it
+(images of any sizes, e.g. at their own resolution); then the seeded joint augmentation of
+`fcnlab.seg.augment`. Same seed, same batches, byte for byte.
+
+Control. After every epoch the validation images are predicted whole (at the training scale,
+as evaluate-iou predicts) and their mean IoU goes into the epoch's logs as val_mean_iou
+(`fcnlab.seg.callbacks`); the weights of the best epoch by it are kept, training stops early
+after `patience` epochs without improvement, and the learning rate follows a schedule.
+
+The frozen-encoder cache. 
+With a frozen encoder (the seed's `base_model.trainable = False`), whole
+images and no augmentation, the VGG16 features of an image never change during training, so recomputing them every epoch, as the seed's
 `model.fit` does, is wasted work. `train_fcn` then computes the three maps the head reads
 (pool3, pool4, pool5) once, and fits the head on them:
 
@@ -25,11 +37,42 @@ bfloat16 products. Unlike the above it changes the numbers slightly (README, Per
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from fcnlab.seg.predict import predict_in_batches
+from fcnlab.seg.augment import NO_AUGMENTATION, Augmentation, augment_dataset
+from fcnlab.seg.callbacks import KeepBestEpoch, ValidationIoU, early_stopping, lr_schedule_callback
+from fcnlab.seg.losses import class_weights, segmentation_loss
+from fcnlab.seg.predict import predict_images, predict_in_batches
 from fcnlab.seg.speedups import (FusedAdam, check_precision, encoder_features_model, encoder_is_frozen,
                                  fast_twin, head_model, with_dtype_policy)
+
+
+@dataclass
+class TrainingControl:
+    """What steers a run besides the data: all of it off reproduces the seed's plain `fit`."""
+
+    loss: str = "crossentropy"            # fcnlab.seg.losses.LOSSES
+    patch_size: int | None = None         # None: whole images; else random patch_size squares
+    augmentation: Augmentation = NO_AUGMENTATION
+    keep_best: bool = False               # restore the best epoch's weights (by val_mean_iou)
+    patience: int | None = None           # stop after this many epochs without a better val_mean_iou
+    lr_schedule: str = "constant"         # fcnlab.seg.callbacks.LR_SCHEDULES
+    threshold: float = 0.5                # foreground probability threshold of the validation IoU
+    seed: int = 0                         # order, patches and augmentation
+
+
+@dataclass
+class TrainingRecord:
+    """What happened: per-epoch logs (loss, val_mean_iou, ...), the epochs run, the epoch kept."""
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs_run: int = 0
+    kept_epoch: int = 0                   # 1-based: whose weights the model holds now
+    best_epoch: int | None = None         # by val_mean_iou; None when it was not tracked
+    best_val_mean_iou: float | None = None
 
 
 def one_hot_masks(masks: np.ndarray, n_classes: int = 2) -> np.ndarray:
@@ -39,12 +82,15 @@ def one_hot_masks(masks: np.ndarray, n_classes: int = 2) -> np.ndarray:
 
 def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: int,
               batch_size: int, learning_rate: float, callbacks=(), cache_encoder_features: bool = True,
-              strategy=None, speedups: bool = True, shuffle: bool = True, precision: str = "float32"):
+              strategy=None, speedups: bool = True, shuffle: bool = True, precision: str = "float32",
+              control: TrainingControl | None = None) -> TrainingRecord:
     """Fit `model` in place on uint8 images (the model preprocesses them) and 0/1 masks.
 
-    The validation split gives the per-epoch `val_loss`/`val_accuracy` curves. When every
-    encoder layer is frozen and `cache_encoder_features` is true, only the head is run per
-    epoch (see the module docstring); the result is the same training, faster.
+    Images and masks are arrays (N x H x W (x 3)) or lists of arrays of any sizes. `control`
+    (default: the seed's plain training) sets the loss, patches, augmentation and the
+    validation-IoU control of the module docstring. Without validation IoU tracking
+    (`keep_best` off, no `patience`, constant rate) the validation split still gives the
+    per-epoch `val_loss`/`val_accuracy` curves where its images share one size.
     `speedups=False` fits `model` itself with Keras' Adam, exactly as the seed does (the
     reference the tests compare the fast paths against; `shuffle=False` makes both see the
     batches in the same order).
@@ -56,30 +102,124 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
     import keras
     import tensorflow as tf
 
+    control = control or TrainingControl()
     check_precision(precision)
+    whole_images = control.patch_size is None
+    if whole_images and len({image.shape[:2] for image in train_images}) != 1:
+        raise ValueError("the training images differ in size: train on patches (patch_size)")
+    plain = whole_images and control.augmentation == NO_AUGMENTATION
+    weights = (class_weights(_foreground_fraction(train_masks)) if control.loss == "weighted_crossentropy"
+               else None)
     with (strategy or tf.distribute.get_strategy()).scope():
         work = model if precision == "float32" else with_dtype_policy(model, "mixed_bfloat16")
-        if encoder_is_frozen(work) and cache_encoder_features:
+        cached = plain and encoder_is_frozen(work) and cache_encoder_features
+        if cached:
             trained = head_model(work, padding_free=speedups)
             features = encoder_features_model(work)
-            train_x = predict_in_batches(features, train_images, max(batch_size, 8))
-            val_x = predict_in_batches(features, val_images, max(batch_size, 8))
+            train_x = predict_in_batches(features, np.stack(train_images), max(batch_size, 8))
         else:
             trained = fast_twin(work) if speedups else work
-            train_x, val_x = train_images.astype(np.float32), val_images.astype(np.float32)
         optimizer = (FusedAdam if speedups else keras.optimizers.Adam)(learning_rate)
-        trained.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-    fit = dict(validation_data=(val_x, one_hot_masks(val_masks)), epochs=epochs,
-               callbacks=list(callbacks), verbose=2)
-    if speedups:
-        batches = shuffled_batches(train_x, one_hot_masks(train_masks), batch_size, shuffle)
-        trained.fit(batches, steps_per_epoch=-(-len(train_masks) // batch_size),
-                    shuffle=False, **fit)                      # the stream shuffles itself
+        trained.compile(optimizer=optimizer, loss=segmentation_loss(control.loss, weights), metrics=["accuracy"])
+
+    val_x = _validation_inputs(val_images, features if cached else None, batch_size)
+    controls = _control_callbacks(control, work, val_images, val_masks, learning_rate, epochs, precision)
+    fit = dict(epochs=epochs, callbacks=controls + list(callbacks), verbose=2)
+    if val_x is not None:
+        fit["validation_data"] = (val_x, one_hot_masks(np.stack(val_masks)))
+    steps = -(-len(train_masks) // batch_size)
+    if not speedups:
+        history = trained.fit(np.stack(train_images).astype(np.float32), one_hot_masks(np.stack(train_masks)),
+                              batch_size=batch_size, shuffle=shuffle, **fit)
+    elif cached:
+        batches = shuffled_batches(train_x, one_hot_masks(np.stack(train_masks)), batch_size, shuffle)
+        history = trained.fit(batches, steps_per_epoch=steps, shuffle=False, **fit)
+    elif plain:
+        batches = shuffled_batches(np.stack(train_images).astype(np.float32),
+                                   one_hot_masks(np.stack(train_masks)), batch_size, shuffle)
+        history = trained.fit(batches, steps_per_epoch=steps, shuffle=False, **fit)
     else:
-        trained.fit(train_x, one_hot_masks(train_masks), batch_size=batch_size, shuffle=shuffle, **fit)
+        stream = training_stream(train_images, train_masks, batch_size, control.seed, control.patch_size,
+                                 control.augmentation)
+        history = trained.fit(stream, steps_per_epoch=steps, shuffle=False, **fit)
     if work is not model:
         model.set_weights(work.get_weights())
-    return model
+    return _record(history.history, controls)
+
+
+def _foreground_fraction(masks) -> float:
+    pixels = sum(np.asarray(mask).size for mask in masks)
+    return float(sum(int(np.count_nonzero(mask)) for mask in masks) / pixels)
+
+
+def _validation_inputs(val_images, features, batch_size: int):
+    """Inputs for Keras' per-epoch val_loss: the images (or their cached features) when they
+    share one size, else None (then only the validation IoU is measured)."""
+    if len({image.shape[:2] for image in val_images}) != 1:
+        return None
+    stacked = np.stack(val_images)
+    return stacked.astype(np.float32) if features is None else predict_in_batches(features, stacked,
+                                                                                   max(batch_size, 8))
+
+
+def _control_callbacks(control: TrainingControl, work, val_images, val_masks, learning_rate: float,
+                       epochs: int, precision: str) -> list:
+    """ValidationIoU first (the others read its val_mean_iou), then best-epoch, early stop, schedule."""
+    tracked = control.keep_best or control.patience is not None or control.lr_schedule != "constant"
+    if not tracked:
+        return []
+    def predict():
+        return predict_images(work, val_images, precision=precision)
+    callbacks = [ValidationIoU(predict, val_masks, control.threshold)]
+    if control.keep_best:
+        callbacks.append(KeepBestEpoch())
+    if control.patience is not None:
+        callbacks.append(early_stopping(control.patience))
+    if control.lr_schedule != "constant":
+        callbacks.append(lr_schedule_callback(control.lr_schedule, learning_rate, epochs))
+    return callbacks
+
+
+def _record(history: dict, controls: list) -> TrainingRecord:
+    record = TrainingRecord(history={key: [float(v) for v in values] for key, values in history.items()},
+                            epochs_run=len(next(iter(history.values()), [])))
+    keep = next((c for c in controls if isinstance(c, KeepBestEpoch)), None)
+    ious = record.history.get("val_mean_iou")
+    if ious:
+        record.best_epoch = int(np.argmax(ious)) + 1          # the first of equals, as KeepBestEpoch
+        record.best_val_mean_iou = max(ious)
+    record.kept_epoch = keep.best_epoch if keep is not None and keep.best_epoch else record.epochs_run
+    return record
+
+
+def epoch_rows(record: TrainingRecord) -> list[dict]:
+    """One CSV row per epoch run: its logs (loss, val_mean_iou, learning rate, ...) and kept = 1 on
+    the epoch whose weights the model holds (the best by val_mean_iou with keep_best, else the last)."""
+    keys = sorted(record.history)
+    return [{"epoch": epoch, **{key: round(record.history[key][epoch - 1], 6) for key in keys},
+             "kept": int(epoch == record.kept_epoch)} for epoch in range(1, record.epochs_run + 1)]
+
+
+def training_stream(images, masks, batch_size: int, seed: int, patch_size: int | None,
+                    augmentation: Augmentation):
+    """An endless tf.data stream of (N x P x P x 3 float32 images, N x P x P x 2 one-hot) batches.
+
+    Each pass over the images is a new permutation drawn from (seed, pass); images are read one
+    at a time (they may be memory-mapped views) and cut to `patch_size` patches, augmented by
+    `augment_dataset` keyed by `seed`. Without patches every image must have one size.
+    """
+    import tensorflow as tf
+
+    def pairs():
+        for epoch in itertools.count():
+            for index in np.random.default_rng([seed, epoch]).permutation(len(images)):
+                yield np.asarray(images[index]), np.asarray(masks[index])
+
+    signature = (tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((None, None), tf.uint8))
+    dataset = augment_dataset(tf.data.Dataset.from_generator(pairs, output_signature=signature), seed,
+                              augmentation, patch_size)
+    dataset = dataset.map(lambda image, mask: (tf.cast(image, tf.float32), tf.one_hot(tf.cast(mask, tf.int32), 2)))
+    return dataset.batch(batch_size).prefetch(1)
 
 
 def shuffled_batches(inputs, targets: np.ndarray, batch_size: int, shuffle: bool = True):
