@@ -10,7 +10,7 @@ the project's default from params.yaml -- it times, on the same generated images
     fcnlab train    `fcnlab.seg.training.train_fcn`: frozen encoder's maps cached once, the
                     head fitted with padding-free conv6 and fused Adam (fcnlab.seg.speedups)
     seed predict    the seed's `model.predict(test_imgs[[i]])`, one image per call
-    fcnlab predict  `fcnlab.seg.training.predict_foreground` (batched, padding-free conv6)
+    fcnlab predict  `fcnlab.seg.predict.predict_foreground` (batched, padding-free conv6)
     ... bf16        the two fcnlab paths again with precision bfloat16 (opt-in mixed precision;
                     its "% peak" is still a fraction of the FP32 peak)
 
@@ -107,7 +107,9 @@ def worker_fcnlab_train(cfg):
     import keras
     import numpy as np
     from fcnlab.seg.model import fcn8s_vgg16
-    from fcnlab.seg.training import encoder_features_model, predict_in_batches, train_fcn, with_dtype_policy
+    from fcnlab.seg.predict import predict_in_batches
+    from fcnlab.seg.speedups import encoder_features_model, with_dtype_policy
+    from fcnlab.seg.training import train_fcn
 
     keras.utils.set_random_seed(0)
     data = _seg_data(cfg)
@@ -154,7 +156,7 @@ def worker_seed_predict(cfg):
 def worker_fcnlab_predict(cfg):
     import keras
     from fcnlab.seg.model import fcn8s_vgg16
-    from fcnlab.seg.training import predict_foreground
+    from fcnlab.seg.predict import predict_foreground
 
     keras.utils.set_random_seed(0)
     images = _seg_data(cfg).test_images
@@ -169,7 +171,8 @@ def _prediction_rate(predict, images, repeats: int) -> dict:
 
 
 def _mnist(cfg):
-    from fcnlab.cae.data import load_mnist, prepare_mnist_subset
+    from fcnlab.cae.data import prepare_mnist_subset
+    from fcnlab.core.mnist import load_mnist
 
     return prepare_mnist_subset(*load_mnist("embedded", 0.2, 0), digits=[1, 5, 6], origin="embedded")
 

@@ -148,9 +148,14 @@ def test_a_param_change_reruns_exactly_its_stages(repo, change, expected):
 
 
 @pytest.mark.parametrize("module, expected", [
-    ("fcnlab/seg_metrics.py", ["evaluate-iou", "render-overlays"]),
-    ("fcnlab/cae.py", ["train-cae"]),
-    ("fcnlab/io.py", ALL_STAGES),
+    ("fcnlab/seg/metrics.py", ["evaluate-iou", "render-overlays"]),
+    ("fcnlab/seg/demo_scenes.py", ["prepare-seg"]),
+    ("fcnlab/seg/figures.py", ["render-overlays"]),
+    ("fcnlab/seg/training.py", ["train-fcn"]),
+    ("fcnlab/seg/predict.py", ["train-fcn", "evaluate-iou"]),
+    ("fcnlab/cae/model.py", ["train-cae"]),
+    ("fcnlab/cae/explorer.html", ["plot-latent"]),
+    ("fcnlab/core/io.py", ALL_STAGES),
 ])
 def test_editing_a_module_outdates_exactly_the_stages_that_import_it(repo, module, expected):
     path = repo.path / module
