@@ -26,6 +26,8 @@ def main(args):
 
     if source == "demo":
         demo = seg.section("demo")
+        image_size = demo.integer("image_size", minimum=IMAGE_SIZE_MULTIPLE, maximum=1024,
+                                  multiple_of=IMAGE_SIZE_MULTIPLE)
         splits = demo_segmentation(demo.integer("n_train", minimum=1), demo.integer("n_val", minimum=1),
                                    demo.integer("n_test", minimum=1), image_size, seed, max_megapixels)
         resize = "square"                     # the scenes are drawn at image_size x image_size

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 import tensorflow as tf
 
@@ -79,8 +80,8 @@ def augment_dataset(dataset: tf.data.Dataset, seed: int, config: Augmentation = 
     """
     _check_seed(seed)
     if patch_size is not None:
-        _check_patch_size(patch_size)
-    base = tf.constant([seed, epoch], tf.int64)
+        patch_size = _checked_patch_size(patch_size)
+    base = tf.constant([int(seed), int(epoch)], tf.int64)
 
     def augment_element(index, pair):
         image, mask = pair
@@ -101,6 +102,8 @@ def augment_pair(image, mask, seed, config: Augmentation = Augmentation(), patch
     output is patch_size x patch_size, or H x W.
     """
     image, mask = _checked_pair(image, mask)
+    if patch_size is not None:
+        patch_size = _checked_patch_size(patch_size)
     window_key, symmetry_key, jitter_key = _split(_as_key(seed), 3)
     if patch_size is None:
         out_h, out_w = tf.shape(image)[0], tf.shape(image)[1]
@@ -122,7 +125,7 @@ def random_patch(image, mask, patch_size: int, seed):
     """A random patch_size x patch_size window of image and mask (zero / background padding
     where the image is smaller than the patch, the image at a random place in it). `seed` as
     for `augment_pair`."""
-    _check_patch_size(patch_size)
+    patch_size = _checked_patch_size(patch_size)
     image, mask = _checked_pair(image, mask)
     image, mask = _window(image, mask, tf.constant(patch_size), tf.constant(patch_size), _as_key(seed))
     return (tf.ensure_shape(image, (patch_size, patch_size, image.shape[-1])),
@@ -163,9 +166,8 @@ def _zoom(image, mask, out_h, out_w, scale_range, seed):
 
 
 def _symmetry(image, mask, config: Augmentation, seed):
-    """Random flips, then a turn by k x 90 degrees, done as one optional transpose followed by
-    optional row and column reversals (cheaper in tf.data than tf.image.rot90 with a drawn k,
-    which builds a four-way tf.case around extra shape checks).
+    """Random flips, then a turn by k x 90 degrees, done together as one optional transpose
+    followed by optional row and column reversals (at most three copies of the image).
 
     A turn by k is: k = 1 transpose, reverse rows; k = 2 reverse both; k = 3 transpose, reverse
     columns. A flip made before the transpose reverses the other axis after it.
@@ -187,10 +189,10 @@ def _symmetry(image, mask, config: Augmentation, seed):
         mask = tf.cond(transpose, lambda: tf.transpose(mask), lambda: mask)
         image.set_shape(shapes[0])                                 # the shape never changes
         mask.set_shape(shapes[1])
-    image = tf.where(reverse_rows, tf.reverse(image, [0]), image)
-    mask = tf.where(reverse_rows, tf.reverse(mask, [0]), mask)
-    image = tf.where(reverse_cols, tf.reverse(image, [1]), image)
-    mask = tf.where(reverse_cols, tf.reverse(mask, [1]), mask)
+    image = tf.cond(reverse_rows, lambda: tf.reverse(image, [0]), lambda: image)
+    mask = tf.cond(reverse_rows, lambda: tf.reverse(mask, [0]), lambda: mask)
+    image = tf.cond(reverse_cols, lambda: tf.reverse(image, [1]), lambda: image)
+    mask = tf.cond(reverse_cols, lambda: tf.reverse(mask, [1]), lambda: mask)
     return image, mask
 
 
@@ -223,8 +225,8 @@ def _as_dtype(values, dtype):
 
 def _as_key(seed):
     """An integer seed s becomes the key [s, 0]; a key passes through."""
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return tf.constant([seed, 0], tf.int64)
+    if _is_integer(seed):
+        return tf.constant([int(seed), 0], tf.int64)
     return seed
 
 
@@ -258,11 +260,16 @@ def _checked_pair(image, mask):
     return image, mask
 
 
-def _check_patch_size(patch_size) -> None:
-    if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
+def _checked_patch_size(patch_size) -> int:
+    if not _is_integer(patch_size) or patch_size < 1:
         raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}")
+    return int(patch_size)
 
 
 def _check_seed(seed) -> None:
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    if not _is_integer(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

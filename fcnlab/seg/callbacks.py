@@ -30,7 +30,7 @@ also on, both would pick the same epoch.
 
 The optimizer's learning rate is a variable that the compiled train step reads every step;
 LearningRateScheduler and ReduceLROnPlateau assign it between epochs. That holds for
-fcnlab.exact_speedups.FusedAdam too, which passes the current rate to its fused kernel.
+fcnlab.seg.speedups.FusedAdam too, which passes the current rate to its fused kernel.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ import numpy as np
 
 from fcnlab.seg.augment import NO_AUGMENTATION, Augmentation, augment_dataset
 from fcnlab.seg.callbacks import KeepBestEpoch, ValidationIoU, early_stopping, lr_schedule_callback
-from fcnlab.seg.losses import class_weights, segmentation_loss
+from fcnlab.seg.losses import class_weights, foreground_fraction, segmentation_loss
 from fcnlab.seg.predict import predict_images, predict_in_batches
 from fcnlab.seg.speedups import (FusedAdam, check_precision, encoder_features_model, encoder_is_frozen,
                                  fast_twin, head_model, with_dtype_policy)
@@ -55,7 +55,7 @@ class TrainingControl:
     """What steers a run besides the data: all of it off reproduces the seed's plain `fit`."""
 
     loss: str = "crossentropy"            # fcnlab.seg.losses.LOSSES
-    patch_size: int | None = None         # None: whole images; else random patch_size squares
+    patch_size: int | None = None         # random patch_size squares of larger images (trains_on_whole_images)
     augmentation: Augmentation = NO_AUGMENTATION
     keep_best: bool = False               # restore the best epoch's weights (by val_mean_iou)
     patience: int | None = None           # stop after this many epochs without a better val_mean_iou
@@ -104,11 +104,9 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
 
     control = control or TrainingControl()
     check_precision(precision)
-    whole_images = control.patch_size is None
-    if whole_images and len({image.shape[:2] for image in train_images}) != 1:
-        raise ValueError("the training images differ in size: train on patches (patch_size)")
+    whole_images = trains_on_whole_images(train_images, control.patch_size)
     plain = whole_images and control.augmentation == NO_AUGMENTATION
-    weights = (class_weights(_foreground_fraction(train_masks)) if control.loss == "weighted_crossentropy"
+    weights = (class_weights(foreground_fraction(train_masks)) if control.loss == "weighted_crossentropy"
                else None)
     with (strategy or tf.distribute.get_strategy()).scope():
         work = model if precision == "float32" else with_dtype_policy(model, "mixed_bfloat16")
@@ -139,17 +137,26 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
                                    one_hot_masks(np.stack(train_masks)), batch_size, shuffle)
         history = trained.fit(batches, steps_per_epoch=steps, shuffle=False, **fit)
     else:
-        stream = training_stream(train_images, train_masks, batch_size, control.seed, control.patch_size,
+        patch_size = None if whole_images else control.patch_size
+        stream = training_stream(train_images, train_masks, batch_size, control.seed, patch_size,
                                  control.augmentation)
+        steps = -(-len(draws_per_pass(train_images, patch_size)) // batch_size)
         history = trained.fit(stream, steps_per_epoch=steps, shuffle=False, **fit)
     if work is not model:
         model.set_weights(work.get_weights())
     return _record(history.history, controls)
 
 
-def _foreground_fraction(masks) -> float:
-    pixels = sum(np.asarray(mask).size for mask in masks)
-    return float(sum(int(np.count_nonzero(mask)) for mask in masks) / pixels)
+def trains_on_whole_images(images, patch_size: int | None) -> bool:
+    """Whole images when they all share one size that fits in a patch (or there are no patches);
+    otherwise random patch_size squares. Images of different sizes need patches."""
+    sizes = {image.shape[:2] for image in images}
+    if len(sizes) == 1:
+        height, width = sizes.pop()
+        return patch_size is None or (height <= patch_size and width <= patch_size)
+    if patch_size is None:
+        raise ValueError("the training images differ in size: train on patches (patch_size)")
+    return False
 
 
 def _validation_inputs(val_images, features, batch_size: int):
@@ -200,19 +207,32 @@ def epoch_rows(record: TrainingRecord) -> list[dict]:
              "kept": int(epoch == record.kept_epoch)} for epoch in range(1, record.epochs_run + 1)]
 
 
+def draws_per_pass(images, patch_size: int | None) -> np.ndarray:
+    """The image indices one epoch draws from: each image once whole, or, with patches, as many
+    times as patches it takes to cover its area (ceil(H x W / patch_size^2)), so an epoch sees
+    about every pixel once whatever the patch size."""
+    if patch_size is None:
+        return np.arange(len(images))
+    counts = [-(-image.shape[0] * image.shape[1] // patch_size ** 2) for image in images]
+    return np.repeat(np.arange(len(images)), counts)
+
+
 def training_stream(images, masks, batch_size: int, seed: int, patch_size: int | None,
                     augmentation: Augmentation):
     """An endless tf.data stream of (N x P x P x 3 float32 images, N x P x P x 2 one-hot) batches.
 
-    Each pass over the images is a new permutation drawn from (seed, pass); images are read one
-    at a time (they may be memory-mapped views) and cut to `patch_size` patches, augmented by
-    `augment_dataset` keyed by `seed`. Without patches every image must have one size.
+    Each pass over the images (an epoch: `draws_per_pass`) is a new permutation drawn from
+    (seed, pass); images are read one at a time (they may be memory-mapped views) and cut to
+    `patch_size` patches, augmented by `augment_dataset` keyed by `seed`. Without patches every
+    image must have one size.
     """
     import tensorflow as tf
 
+    draws = draws_per_pass(images, patch_size)
+
     def pairs():
         for epoch in itertools.count():
-            for index in np.random.default_rng([seed, epoch]).permutation(len(images)):
+            for index in np.random.default_rng([seed, epoch]).permutation(draws):
                 yield np.asarray(images[index]), np.asarray(masks[index])
 
     signature = (tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((None, None), tf.uint8))
