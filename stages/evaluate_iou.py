@@ -7,8 +7,8 @@ from fcnlab.core.io import atomic_path, load_model, save_csv, save_json
 from fcnlab.core.params import load_section
 from fcnlab.core.stage import run_stage
 from fcnlab.seg.arrays import load_prepared_split, save_split_arrays
-from fcnlab.seg.metrics import (baselines, beats_baselines, iou_vs_threshold, per_image_metrics, pixels,
-                                predict_masks, segmentation_metrics)
+from fcnlab.seg.metrics import (baselines, beats_baselines, headline_metrics, iou_vs_threshold,
+                                per_image_metrics, pixels, predict_masks, segmentation_metrics)
 from fcnlab.seg.model import check_segmentation_model
 from fcnlab.seg.predict import predict_images
 from fcnlab.seg.speedups import PRECISIONS
@@ -35,7 +35,8 @@ def main(args):
         save_split_arrays(tmp, "test", fg_probs=fg_probs)
     save_csv(args.per_image, per_image_metrics(test.masks, predicted))
     save_csv(args.threshold_curve, iou_vs_threshold(truth, pixels(fg_probs), n_thresholds))
-    save_json(args.metrics, {
+    save_json(args.metrics, headline_metrics(model_metrics, trivial, learned))
+    save_json(args.details, {
         "threshold": threshold, "precision": precision, "n_test_images": len(test), "model": model_metrics,
         "baselines": trivial, "beats_baselines": learned,
     })
@@ -50,4 +51,4 @@ def main(args):
 
 if __name__ == "__main__":
     run_stage(main, __doc__, inputs=["data", "model"],
-              outputs=["predictions", "per_image", "threshold_curve", "metrics"])
+              outputs=["predictions", "per_image", "threshold_curve", "metrics", "details"])

@@ -39,10 +39,11 @@ def main(args):
                                       data["test_y"][:n_examples]), args.figure)
     save_model(encoder, args.encoder)
     save_model(decoder, args.decoder)
-    save_json(args.metrics, metrics)
+    save_json(args.metrics, {"test_mse": metrics["test"]["mse"], "test_psnr_db": metrics["test"]["psnr_db"]})
+    save_json(args.details, metrics)
     print(f"train-cae: test MSE {metrics['test']['mse']:.5f}, PSNR {metrics['test']['psnr_db']:.2f} dB")
 
 
 if __name__ == "__main__":
     run_stage(main, __doc__, inputs=["data"],
-              outputs=["encoder", "decoder", "live", "metrics", "figure"])
+              outputs=["encoder", "decoder", "live", "metrics", "details", "figure"])

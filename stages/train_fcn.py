@@ -61,10 +61,11 @@ def main(args):
     save_model(model, args.model)
     save_json(args.geometry, {**load_geometry(args.data), "patch_size": patch_size})
     save_csv(args.epochs, epoch_rows(record))
-    save_json(args.metrics, {
-        "epochs_run": record.epochs_run, "kept_epoch": record.kept_epoch,
-        "best_val_mean_iou": None if record.best_val_mean_iou is None else round(record.best_val_mean_iou, 6),
-        "parameters": int(model.count_params()),
+    best = None if record.best_val_mean_iou is None else round(record.best_val_mean_iou, 6)
+    save_json(args.metrics, {"val_mean_iou": best, "kept_epoch": record.kept_epoch})
+    save_json(args.details, {
+        "epochs_run": record.epochs_run, "kept_epoch": record.kept_epoch, "best_epoch": record.best_epoch,
+        "best_val_mean_iou": best, "parameters": int(model.count_params()),
         "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
     })
     kept = f"; kept epoch {record.kept_epoch} of {record.epochs_run}" + (
@@ -76,4 +77,4 @@ def main(args):
 
 if __name__ == "__main__":
     run_stage(main, __doc__, inputs=["data"],
-              outputs=["model", "geometry", "live", "epochs", "metrics"])
+              outputs=["model", "geometry", "live", "epochs", "metrics", "details"])

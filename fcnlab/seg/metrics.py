@@ -182,6 +182,15 @@ def beats_baselines(model_metrics: dict, baseline_metrics: dict[str, dict], marg
     return model_metrics["mean_iou"] is not None and model_metrics["mean_iou"] > best + margin
 
 
+def headline_metrics(model_metrics: dict, baseline_metrics: dict[str, dict], learned: bool) -> dict:
+    """The few numbers to compare across runs (`dvc metrics show`): the model's mean IoU,
+    foreground IoU, Dice and pixel accuracy, the best baseline's mean IoU, and `beats_baselines`."""
+    best = max((b["mean_iou"] for b in baseline_metrics.values() if b["mean_iou"] is not None), default=None)
+    return {"mean_iou": model_metrics["mean_iou"], "fg_iou": model_metrics["iou"]["foreground"],
+            "dice": model_metrics["dice"], "pixel_accuracy": model_metrics["pixel_accuracy"],
+            "baseline_mean_iou": best, "beats_baselines": learned}
+
+
 def grayscale(images) -> np.ndarray:
     """N x H x W x 3 RGB (any range) -> N x H x W float32 luma; N x H x W passes through."""
     images = np.asarray(images)
