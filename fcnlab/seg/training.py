@@ -37,7 +37,6 @@ bfloat16 products. Unlike the above it changes the numbers slightly (README, Per
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,7 +138,7 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
     else:
         patch_size = None if whole_images else control.patch_size
         stream = training_stream(train_images, train_masks, batch_size, control.seed, patch_size,
-                                 control.augmentation)
+                                 control.augmentation, passes=epochs + 1)
         steps = -(-len(draws_per_pass(train_images, patch_size)) // batch_size)
         history = trained.fit(stream, steps_per_epoch=steps, shuffle=False, **fit)
     if work is not model:
@@ -218,26 +217,34 @@ def draws_per_pass(images, patch_size: int | None) -> np.ndarray:
 
 
 def training_stream(images, masks, batch_size: int, seed: int, patch_size: int | None,
-                    augmentation: Augmentation):
-    """An endless tf.data stream of (N x P x P x 3 float32 images, N x P x P x 2 one-hot) batches.
+                    augmentation: Augmentation, passes: int):
+    """A tf.data stream of (N x P x P x 3 float32 images, N x P x P x 2 one-hot) batches.
 
     Each pass over the images (an epoch: `draws_per_pass`) is a new permutation drawn from
-    (seed, pass); images are read one at a time (they may be memory-mapped views) and cut to
-    `patch_size` patches, augmented by `augment_dataset` keyed by `seed`. Without patches every
-    image must have one size.
+    (seed, pass), for `passes` passes (then it starts again); each image is cut to `patch_size`
+    patches and augmented by `augment_dataset` keyed by `seed`. Without patches every image must
+    have one size. The stream is TensorFlow ops only (no Python generator, whose py_func can
+    stall the input pipeline while a callback predicts): the split's pixels are one tensor,
+    each image a slice of it.
     """
     import tensorflow as tf
 
+    shapes = np.array([image.shape[:2] for image in images], dtype=np.int64)      # N x 2
+    sizes = shapes[:, 0] * shapes[:, 1]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    flat_images = tf.constant(np.concatenate([np.asarray(image).reshape(-1, 3) for image in images]))  # P x 3
+    flat_masks = tf.constant(np.concatenate([np.asarray(mask).reshape(-1) for mask in masks]))        # P
     draws = draws_per_pass(images, patch_size)
+    order = np.concatenate([np.random.default_rng([seed, p]).permutation(draws) for p in range(passes)])
 
-    def pairs():
-        for epoch in itertools.count():
-            for index in np.random.default_rng([seed, epoch]).permutation(draws):
-                yield np.asarray(images[index]), np.asarray(masks[index])
+    def image_and_mask(index):
+        start, size, shape = tf.gather(starts, index), tf.gather(sizes, index), tf.gather(shapes, index)
+        image = tf.reshape(flat_images[start:start + size], tf.concat([shape, [3]], axis=0))  # H x W x 3
+        mask = tf.reshape(flat_masks[start:start + size], shape)                               # H x W
+        return image, mask
 
-    signature = (tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((None, None), tf.uint8))
-    dataset = augment_dataset(tf.data.Dataset.from_generator(pairs, output_signature=signature), seed,
-                              augmentation, patch_size)
+    dataset = tf.data.Dataset.from_tensor_slices(order).map(image_and_mask).repeat()
+    dataset = augment_dataset(dataset, seed, augmentation, patch_size)
     dataset = dataset.map(lambda image, mask: (tf.cast(image, tf.float32), tf.one_hot(tf.cast(mask, tf.int32), 2)))
     return dataset.batch(batch_size).prefetch(1)
 
