@@ -5,7 +5,7 @@
 
 Loads MNIST exactly as params.yaml does (embedded source, digits 1/5/6, test_fraction 0.2,
 seed 0), then for every (batch size, learning rate, cae seed) trains the CAE once, for the
-largest epoch count asked, with `fcnlab.cae_training.train_cae`. At each epoch count in
+largest epoch count asked, with `fcnlab.cae.training.train_cae`. At each epoch count in
 `--epochs` a callback stops the clock and measures the model as it stands:
 
     train s      wall seconds from the start of `train_cae` (model build, compile, every
@@ -37,10 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from fcnlab.cae_training import reconstruct, reconstruction_metrics, train_cae  # noqa: E402
-from fcnlab.latent import encode, knn_accuracy  # noqa: E402
-from fcnlab.mnist_data import load_mnist, prepare_mnist_subset  # noqa: E402
-from fcnlab.reproducibility import seed_everything  # noqa: E402
+from fcnlab.cae.training import reconstruct, reconstruction_metrics, train_cae  # noqa: E402
+from fcnlab.cae.latent import encode, knn_accuracy  # noqa: E402
+from fcnlab.cae.data import prepare_mnist_subset  # noqa: E402
+from fcnlab.core.mnist import load_mnist  # noqa: E402
+from fcnlab.core.reproducibility import seed_everything  # noqa: E402
 
 DIGITS = [1, 5, 6]      # params.yaml mnist.digits
 TEST_FRACTION = 0.2     # params.yaml mnist.test_fraction
