@@ -70,9 +70,11 @@ def run_pipeline(code: Path, work: Path) -> dict:
     commands = {
         "prepare_seg": ["--out", "data", "--summary", "prepare.json"],
         "train_fcn": (["--data", "data", "--model", "model.keras", "--live", "live", "--metrics", "train.json"]
-                      + ([] if old_layout else ["--geometry", "model.geometry.json", "--epochs", "epochs.csv"])),
+                      + ([] if old_layout else ["--geometry", "model.geometry.json", "--epochs", "epochs.csv",
+                                                "--details", "train_details.json"])),
         "evaluate_iou": ["--data", "data", "--model", "model.keras", "--predictions", "predictions",
-                         "--per_image", "per_image.csv", "--threshold_curve", "curve.csv", "--metrics", "evaluate.json"],
+                         "--per_image", "per_image.csv", "--threshold_curve", "curve.csv",
+                         "--metrics", "evaluate.json"] + ([] if old_layout else ["--details", "evaluate_details.json"]),
     }
     seconds = {}
     for stage, stage_args in commands.items():
@@ -84,8 +86,8 @@ def run_pipeline(code: Path, work: Path) -> dict:
             raise SystemExit(f"{stage} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         if "warning:" in result.stderr:
             print("".join(line + "\n" for line in result.stderr.splitlines() if "warning:" in line), end="")
-    evaluated = json.loads((work / "evaluate.json").read_text())
-    trained = json.loads((work / "train.json").read_text())
+    evaluated = json.loads((work / ("evaluate.json" if old_layout else "evaluate_details.json")).read_text())
+    trained = json.loads((work / ("train.json" if old_layout else "train_details.json")).read_text())
     baselines = {name: b["mean_iou"] for name, b in evaluated["baselines"].items()}
     return {"mean_iou": evaluated["model"]["mean_iou"], "fg_iou": evaluated["model"]["iou"]["foreground"],
             "best_baseline": max(baselines.items(), key=lambda item: item[1] or 0),
