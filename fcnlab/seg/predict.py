@@ -23,6 +23,7 @@ import numpy as np
 from fcnlab.core.errors import FcnlabError
 from fcnlab.seg.geometry import pad_to_size, padded_size
 from fcnlab.seg.speedups import check_precision, fast_twin, is_fcn8s, with_dtype_policy
+from fcnlab.seg.tiling import needs_tiling, predict_tiled
 
 
 def predict_in_batches(model, inputs: np.ndarray, batch_size: int):
@@ -82,12 +83,17 @@ def predict_images(model, images, batch_size: int = 8, precision: str = "float32
     """H x W x 3 RGB images (0..255) of any sizes -> one H x W float32 foreground-probability map each.
 
     Each image is padded to the next multiples of 32 (see the module docstring); images padded
-    to the same size share batches.
+    to the same size share batches. An image too large for one pass (`needs_tiling`) is
+    predicted in overlapping tiles stitched to the same result (`fcnlab.seg.tiling`).
     """
     by_size: dict[tuple[int, int], list[int]] = {}
-    for index, image in enumerate(images):
-        by_size.setdefault(model_input_size(model, *image.shape[:2]), []).append(index)
     fg_probs: list[np.ndarray | None] = [None] * len(images)
+    for index, image in enumerate(images):
+        if needs_tiling(*image.shape[:2]) and tuple(model.inputs[0].shape[1:3]) == (None, None):
+            fg_probs[index] = predict_tiled(lambda tiles: predict_foreground(model, tiles, batch_size, precision),
+                                            image)
+        else:
+            by_size.setdefault(model_input_size(model, *image.shape[:2]), []).append(index)
     for size, indices in by_size.items():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
