@@ -22,7 +22,9 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # So the first `import tensorflow` (by fcnlab, Keras or anyone, once fcnlab is imported) runs
 # with descriptor 2 held in a file; then every line is written back except that header, the
 # logger's lines below TF_CPP_MIN_LOG_LEVEL, and, where no NVIDIA driver is installed (no GPU
-# can be used anyway), the cuInit failure. Python warnings and tracebacks pass unchanged.
+# can be used anyway), the cuInit failure. Python warnings and tracebacks pass unchanged, and
+# if the import raises, every line is written back. TF_CPP_MIN_LOG_LEVEL=0 turns all this off:
+# the way to see everything, including TensorFlow's last words if it aborts while loading.
 
 _LOG_LINE = _re.compile(r"([IWEF])\d{4} [\d:.]+ +\d+ \S+:\d+\] ")   # absl's format
 _ABSL_HEADER = "WARNING: All log messages before absl::InitializeLog() is called"
@@ -35,6 +37,8 @@ class _FilterTensorFlowStartup:
         if name != "tensorflow":
             return None
         _sys.meta_path.remove(self)
+        if _min_log_level() == 0:
+            return None                     # the user asked for every line: import as usual
         spec = _machinery.PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
@@ -58,7 +62,8 @@ class _QuietLoader:
         with _stderr_lines_filtered(lambda line: _keep_line(line, no_driver)):
             self.loader.exec_module(module)
             if no_driver:                   # the cuInit probe happens on the first device query
-                module.config.list_physical_devices()
+                with _contextlib.suppress(Exception):   # a failing query fails again, unfiltered, later
+                    module.config.list_physical_devices()
         module.__loader__ = module.__spec__.loader = self.loader
 
 
@@ -68,13 +73,16 @@ def _keep_line(line: str, no_driver: bool) -> bool:
     match = _LOG_LINE.match(line)
     if match is None:                       # not TensorFlow's logger: Python's own output
         return True
-    try:
-        min_level = int(_os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
-    except ValueError:
-        min_level = 0
-    if "IWEF".index(match[1]) < min_level:
+    if "IWEF".index(match[1]) < _min_log_level():
         return False
     return not (no_driver and "] failed call to cuInit: " in line)
+
+
+def _min_log_level() -> int:
+    try:
+        return int(_os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
 
 
 def _nvidia_driver_installed() -> bool:

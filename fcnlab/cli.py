@@ -343,6 +343,8 @@ def run_report(args) -> int:
 
     try:
         summary = write_report(args.dvc_yaml, args.out)
+    except ValueError as err:
+        raise FcnlabError(f"{args.dvc_yaml}: {err}; fix it as `dvc plots show` would need") from None
     except OSError as err:
         raise FcnlabError(f"{args.out}: could not write it ({err}); choose another --out") from None
     for missing in summary.missing:

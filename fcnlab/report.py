@@ -8,7 +8,8 @@
 `dvc plots show` renders the same plots with Vega, which its page fetches from a CDN; this
 page needs no network and no DVC: Matplotlib draws each chart as SVG text inside the page,
 images are embedded as base64, and the page has no script, no external style and no font
-file. It reads dvc.yaml as DVC does: a plot is an image path, a folder of images, a data file
+file. It reads dvc.yaml's plots (top-level, then each stage's) and metrics files (each
+stage's, then top-level) as DVC does: a plot is an image path, a folder of images, a data file
 (x defaults to the row number, y to the last column), or an id with `x`, `y` ({file: field or
 [fields]}), `template`, `title`, `x_label`, `y_label`. Templates: linear, simple and smooth as
 lines, scatter as points, bar_horizontal[_sorted] as bars, confusion[_normalized] as a heat
@@ -42,6 +43,7 @@ BAR_TEMPLATES = ("bar_horizontal", "bar_horizontal_sorted")
 CONFUSION_TEMPLATES = ("confusion", "confusion_normalized")
 STEP = "step"                 # DVC's name for the row number, the x of a plot that names none
 CHART_INCHES = (6.0, 3.4)
+BAR_INCHES = 0.16             # height per bar of a bar chart
 
 
 @dataclass
@@ -70,7 +72,7 @@ def write_report(dvc_yaml, out) -> ReportSummary:
     dvc_yaml = Path(dvc_yaml)
     pipeline = load_pipeline(dvc_yaml)
     root = dvc_yaml.parent
-    page, summary = report_html(plot_specs(pipeline.get("plots") or [], root),
+    page, summary = report_html(plot_specs(declared_plots(pipeline), root),
                                 metrics_files(pipeline, root), root, title=f"fcnlab report: {dvc_yaml}")
     save_text(out, page)
     return summary
@@ -91,15 +93,27 @@ def load_pipeline(dvc_yaml: Path) -> dict:
 # --- What dvc.yaml declares ---------------------------------------------------------------------
 
 
+def declared_plots(pipeline: dict) -> list:
+    """The top-level `plots:` entries, then those of each stage (outputs marked as plots)."""
+    plots = list(pipeline.get("plots") or [])
+    for body in (pipeline.get("stages") or {}).values():
+        plots += (body or {}).get("plots") or []
+    return plots
+
+
 def plot_specs(plots: list, root: Path) -> list[PlotSpec]:
     """DVC's top-level `plots:` list as PlotSpecs, paths resolved against `root`."""
     specs = []
     for item in plots:
-        name, props = (item, {}) if isinstance(item, str) else next(iter(item.items()))
-        props = props or {}
-        if not isinstance(props, dict):
-            raise ValueError(f"plot {name!r}: its definition must be a mapping, got {props!r}")
-        specs.append(_plot_spec(str(name), props, root))
+        if isinstance(item, str):
+            name, props = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            ((name, props),) = item.items()
+        else:
+            raise ValueError(f"plots: each entry must be a path or a one-key mapping, got {item!r}")
+        if not isinstance(props or {}, dict):
+            raise ValueError(f"plots: {name}: its definition must be a mapping, got {props!r}")
+        specs.append(_plot_spec(str(name), props or {}, root))
     return specs
 
 
@@ -113,7 +127,7 @@ def _plot_spec(name: str, props: dict, root: Path) -> PlotSpec:
         return PlotSpec(props.get("title", name), series=series, x=_x_fields(props.get("x"), files, root),
                         **labels)
     path = root / name                             # the id is a path: an image, folder or data file
-    if path.suffix.lower() in IMAGE_TYPES or path.is_dir() or path.suffix.lower() not in DATA_SUFFIXES:
+    if path.is_dir() or path.suffix.lower() not in DATA_SUFFIXES:
         return PlotSpec(props.get("title", name), images=[path])
     series = [(path, f) for f in _as_list(y)] if y is not None else [(path, "")]   # "": last column
     return PlotSpec(props.get("title", name), series=series, x=_x_fields(props.get("x"), [path], root),
@@ -197,7 +211,10 @@ def chart_svg(spec: PlotSpec, tables: dict[Path, list[dict]], chart_id: str) -> 
     """The plot drawn by Matplotlib as an <svg> element ready to inline in HTML."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=CHART_INCHES)
+    width, height = CHART_INCHES
+    if spec.template in BAR_TEMPLATES:                 # room for one readable label per bar
+        height = max(height, BAR_INCHES * _row_count(spec, tables) + 1.0)
+    figure = Figure(figsize=(width, height))
     axes = figure.subplots()
     if spec.template in BAR_TEMPLATES:
         _draw_bars(axes, spec, tables)
@@ -207,6 +224,10 @@ def chart_svg(spec: PlotSpec, tables: dict[Path, list[dict]], chart_id: str) -> 
         _draw_lines_or_points(axes, spec, tables)
     figure.tight_layout()                          # the title is the section's heading
     return _inline_svg(figure, chart_id)
+
+
+def _row_count(spec: PlotSpec, tables) -> int:
+    return max(len(tables[path]) for path, _ in spec.series)
 
 
 def _series_values(spec: PlotSpec, tables, path: Path, name: str):
@@ -239,6 +260,8 @@ def _common_parts(paths: list[Path]) -> tuple:
 
 
 def _draw_lines_or_points(axes, spec: PlotSpec, tables) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     names = []
     for path, name in spec.series:
         name, x_name, xs, ys = _series_values(spec, tables, path, name)
@@ -250,6 +273,8 @@ def _draw_lines_or_points(axes, spec: PlotSpec, tables) -> None:
         names.append(name)
     axes.set_xlabel(spec.x_label or x_name)
     axes.set_ylabel(spec.y_label or ", ".join(dict.fromkeys(names)))
+    if all(isinstance(x, (int, float)) and float(x).is_integer() for x in xs):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))     # steps, epochs: no 0.5
     if len(spec.series) > 1:
         axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
@@ -303,8 +328,9 @@ def _inline_svg(figure, chart_id: str) -> str:
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r' xmlns(:\w+)?="[^"]*"', "", svg, count=0)   # HTML knows the SVG namespaces
     for old in sorted(set(re.findall(r' id="([^"]+)"', svg)), key=len, reverse=True):
-        svg = (svg.replace(f' id="{old}"', f' id="{chart_id}-{old}"')
-                  .replace(f'"#{old}"', f'"#{chart_id}-{old}"').replace(f"url(#{old})", f"url(#{chart_id}-{old})"))
+        new = f"{chart_id}-{old}"
+        svg = (svg.replace(f' id="{old}"', f' id="{new}"').replace(f'"#{old}"', f'"#{new}"')
+                  .replace(f"url(#{old})", f"url(#{new})"))
     return svg.replace("<svg ", f'<svg role="img" aria-label="{html.escape(chart_id)}" ', 1)
 
 
@@ -343,8 +369,8 @@ def report_html(specs: list[PlotSpec], metrics: list[tuple[str, Path]], root: Pa
         f"{f', {len(summary.missing) + len(summary.unreadable)} missing or unreadable' if missing else ''}."
         " Everything is embedded in this file.</p>",
         f'<ul class="missing" id="missing">{missing}</ul>' if missing else "",
-        '<h2>Metrics</h2><div class="metrics">', *tables, "</div>",
-        '<h2>Plots</h2><div class="grid">', *plots, "</div>", "</body>", "</html>"]
+        '<h2>Plots</h2><div class="grid">', *plots, "</div>",
+        '<h2>Metrics</h2><div class="metrics">', *tables, "</div>", "</body>", "</html>"]
     return "\n".join(part for part in parts if part) + "\n", summary
 
 
@@ -380,7 +406,8 @@ def _chart_html(spec: PlotSpec, number: int, root: Path, summary: ReportSummary)
 def _images_html(spec: PlotSpec, root: Path, summary: ReportSummary) -> str:
     parts = []
     for path in spec.images:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_TYPES) if path.is_dir() else [path]
+        files = ([path] if not path.is_dir() else
+                 sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_TYPES))
         if not path.exists() or (path.is_dir() and not files):
             summary.missing.append(_relative(path, root))
             parts.append(f'<p class="missing">missing: {html.escape(_relative(path, root))}</p>')

@@ -70,6 +70,20 @@ def test_every_format_is_written_under_its_name(exported, tmp_path):
     assert leftovers == []                         # no temporary files of the atomic writes
 
 
+def test_the_saved_model_stores_each_weight_once(exported, model):
+    """keras-team/keras#23553: `model.export` would store every float32 weight twice."""
+    stored = sum(p.stat().st_size for p in (exported["savedmodel"] / "variables").glob("variables.data-*"))
+    assert 4 * model.count_params() <= stored < 1.05 * 4 * model.count_params()
+
+
+def test_the_saved_model_signature_maps_image_to_probabilities(exported):
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(exported["savedmodel"])).signatures["serving_default"]
+    assert list(serve.structured_input_signature[1]) == ["image"]
+    assert list(serve.structured_outputs) == ["probabilities"]
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_format_gives_the_keras_probabilities(fmt, exported, model):
     images = demo_images(2, SIDE_PX, seed=1)

@@ -29,7 +29,8 @@ DVC_YAML = {
         "train": {"cmd": "python train.py", "metrics": ["reports/train/metrics.json"]},
         "evaluate": {"cmd": "python evaluate.py",
                      "metrics": [{"reports/evaluate/metrics.json": {"cache": False}}]},
-        "never-run": {"cmd": "python other.py", "metrics": ["reports/never_run/metrics.json"]},
+        "never-run": {"cmd": "python other.py", "metrics": ["reports/never_run/metrics.json"],
+                      "plots": [{"reports/never_run/history.csv": {"x": "epoch", "y": "loss", "cache": False}}]},
     },
     "plots": [
         {"Loss per epoch": {"template": "linear", "x": "step",
@@ -97,7 +98,7 @@ def test_every_plot_and_metrics_file_is_counted(report):
 
 
 def test_missing_files_are_listed_not_fatal(report):
-    assert sorted(report["summary"].missing) == ["reports/never_run/curve.tsv",
+    assert sorted(report["summary"].missing) == ["reports/never_run/curve.tsv", "reports/never_run/history.csv",
                                                  "reports/never_run/metrics.json", "reports/not_made_yet.png"]
     listed = re.search(r'<ul class="missing" id="missing">(.*?)</ul>', report["html"]).group(1)
     for name in report["summary"].missing:
@@ -165,6 +166,13 @@ def test_a_column_that_is_not_there_is_reported_in_the_page(project, tmp_path):
     assert "no column 'accuracy'" in html.unescape((tmp_path / "report.html").read_text())
 
 
+def test_a_malformed_plots_entry_is_refused_with_its_value(tmp_path, capsys):
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"plots": [["a.csv", "b.csv"]]}))
+    status = main(["report", "--dvc-yaml", str(tmp_path / "dvc.yaml"), "--out", str(tmp_path / "r.html")])
+    assert status == 2
+    assert "plots: each entry must be a path or a one-key mapping, got ['a.csv', 'b.csv']" in capsys.readouterr().err
+
+
 # --- The command line ---------------------------------------------------------------------------
 
 
@@ -172,7 +180,7 @@ def test_cli_writes_the_report_and_names_what_is_missing(project, tmp_path, caps
     out = tmp_path / "page.html"
     assert main(["report", "--dvc-yaml", str(project / "dvc.yaml"), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert f"report: {DATA_CHARTS} charts, {IMAGES} images, 2 metrics files, 3 missing -> {out}" in captured.out
+    assert f"report: {DATA_CHARTS} charts, {IMAGES} images, 2 metrics files, 4 missing -> {out}" in captured.out
     assert "report: missing reports/not_made_yet.png (run its stage first: dvc repro)" in captured.err
     assert out.read_text().startswith("<!DOCTYPE html>")
 

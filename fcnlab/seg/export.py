@@ -86,9 +86,23 @@ def input_signature(model, image_size: int | None = None) -> list:
 
 
 def export_saved_model(model, path, signature: list) -> Path:
-    """A TensorFlow SavedModel folder whose `serving_default` signature is the model's call."""
+    """A TensorFlow SavedModel folder: signature `serving_default`, image -> probabilities.
+
+    Written with tf.saved_model.save rather than `model.export`, which stores every weight
+    twice (keras-team/keras#23553: 2x the file size and the memory of whoever loads it). Here
+    the module holds the very tf.Variables the traced call reads, so each is saved once.
+    """
+    import tensorflow as tf
+
+    @tf.function(input_signature=signature)
+    def serve(image):                                   # N x H x W x 3 -> N x H x W x 2
+        return {"probabilities": model(image, training=False)}
+
+    module = tf.Module()
+    module.model_variables = [variable.value for variable in model.variables]   # the tf.Variables
+    module.serve = serve
     with atomic_path(path) as tmp:
-        model.export(str(tmp), format="tf_saved_model", input_signature=signature, verbose=False)
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": serve})
     return Path(path)
 
 
