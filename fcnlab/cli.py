@@ -3,8 +3,11 @@
     fcnlab segment IMAGE... --model M --out DIR    FCN-8s masks and overlays for any-size images
     fcnlab decode Z1 Z2 --decoder D --out F.png    the CAE decoder's image of one latent point
     fcnlab encode IMAGE... --encoder E             latent coordinates of digit images, as CSV
+    fcnlab export --model M --out DIR              the FCN as SavedModel, TFLite and ONNX files
+    fcnlab report --out F.html                     one offline HTML page of dvc.yaml's plots and metrics
 
-This module only parses arguments and prints; the work is in `fcnlab.seg.segment`.
+This module only parses arguments and prints; the work is in `fcnlab.seg.segment`,
+`fcnlab.cae.digit_files`, `fcnlab.seg.export` and `fcnlab.report`.
 Exit status: 0 all files done, 1 some files failed (each named on stderr, the rest still done),
 2 bad arguments or an unusable model.
 """
@@ -15,9 +18,7 @@ import argparse
 import csv
 import io
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from fcnlab.core.errors import FcnlabError
@@ -34,6 +35,8 @@ examples:
   fcnlab segment photos/*.png --model models/fcn/fcn8s_vgg16.keras --out masks/
   fcnlab decode -8 0 --decoder models/cae/decoder.keras --out fake.png --scale 8
   fcnlab encode digits/*.png --encoder models/cae/encoder.keras --csv latents.csv
+  fcnlab export --model models/fcn/fcn8s_vgg16.keras --out exported/
+  fcnlab report --out reports/report.html
 
 exit status: 0 all done, 1 some input files failed (the others are still done), 2 bad
 arguments or an unusable model. Run `fcnlab COMMAND --help` for each command's options."""
@@ -79,6 +82,36 @@ ENCODE_EPILOG = """\
 examples:
   fcnlab encode digit.png --encoder models/cae/encoder.keras
   fcnlab encode digits/*.png --encoder models/cae/encoder.keras --csv latents.csv"""
+
+EXPORT_DESCRIPTION = """\
+Write the FCN-8s model in formats other runtimes load, into DIR, named after the model file:
+  savedmodel  NAME_savedmodel/  a TensorFlow SavedModel (tf.saved_model.load, TF Serving)
+  tflite      NAME.tflite       a float32 TFLite file (LiteRT), converted from the SavedModel
+  onnx        NAME.onnx         an ONNX file (ONNX Runtime), written by Keras' exporter (tf2onnx)
+
+Each takes float32 RGB pixels 0..255, shape (batch, H, W, 3), and gives class probabilities
+(batch, H, W, 2), channel 1 the foreground, like the .keras model (it preprocesses itself). H and
+W may be any multiple of 32 unless --image-size fixes them. Each file is then run by its own
+runtime on a seeded random check image and compared with the .keras model: a difference above
+%(tolerance)g in any probability is reported as an error. TFLite and ONNX need the `export` extra
+(pip install -e ".[export]")."""
+
+EXPORT_EPILOG = """\
+examples:
+  fcnlab export --model models/fcn/fcn8s_vgg16.keras --out exported/
+  fcnlab export --model models/fcn/fcn8s_vgg16.keras --out exported/ --formats tflite --image-size 128"""
+
+REPORT_DESCRIPTION = """\
+Write one self-contained HTML page of the pipeline's results, read from dvc.yaml: every
+top-level plot (TSV/CSV/JSON data drawn as a chart with its x, y and template; PNG images and
+folders of them) and every stage's metrics files, as tables. Charts and images are embedded in
+the page, which loads nothing from the network: open it in any browser, offline, or mail it.
+A plot or metrics file that does not exist yet (its stage has not run) is listed as missing."""
+
+REPORT_EPILOG = """\
+examples:
+  fcnlab report --out reports/report.html
+  fcnlab report --dvc-yaml other/dvc.yaml --out /tmp/report.html"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +178,32 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--csv", type=Path, metavar="FILE",
                         help="write the CSV to FILE instead of stdout")
     encode.set_defaults(run=run_encode)
+
+    from fcnlab.seg.export import FORMATS, PARITY_TOLERANCE   # no TensorFlow import: cheap
+
+    export = commands.add_parser(
+        "export", help="the FCN as TensorFlow SavedModel, TFLite and ONNX files",
+        description=EXPORT_DESCRIPTION % {"tolerance": PARITY_TOLERANCE}, epilog=EXPORT_EPILOG,
+        formatter_class=formatter)
+    export.add_argument("--model", required=True, type=Path, metavar="FILE.keras",
+                        help="the FCN .keras file (train-fcn writes models/fcn/fcn8s_vgg16.keras)")
+    export.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="folder for the exported files (created if needed)")
+    export.add_argument("--formats", type=_formats, default=FORMATS, metavar="LIST",
+                        help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
+    export.add_argument("--image-size", type=_image_side, default=None, metavar="N",
+                        help="fix height and width to N px, a multiple of 32 (default: any size)")
+    export.set_defaults(run=run_export)
+
+    report = commands.add_parser(
+        "report", help="one offline HTML page of dvc.yaml's plots and metrics",
+        description=REPORT_DESCRIPTION, epilog=REPORT_EPILOG, formatter_class=formatter)
+    report.add_argument("--out", required=True, type=_html_path, metavar="FILE.html",
+                        help="the HTML file to write")
+    report.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"), metavar="FILE",
+                        help="the pipeline file; paths in it are relative to its folder "
+                             "(default: dvc.yaml)")
+    report.set_defaults(run=run_report)
     return parser
 
 
@@ -252,6 +311,58 @@ def run_encode(args) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
+def run_export(args) -> int:
+    from fcnlab.seg import export
+
+    export.check_packages(args.formats)
+    _start_tensorflow_quietly()
+    from fcnlab.core.io import load_model
+    from fcnlab.seg.model import check_segmentation_model
+
+    model = load_model(args.model, check=check_segmentation_model)
+    _make_folder(args.out)
+    try:
+        paths = export.export_model(model, args.out, args.model.stem, args.formats, args.image_size)
+    except ValueError as err:
+        raise FcnlabError(f"{args.model}: {err}; choose another --image-size") from None
+    except OSError as err:
+        raise FcnlabError(f"{args.out}: could not write the exported files ({err}); "
+                          "choose another --out") from None
+
+    images = export.check_images(args.image_size or export.CHECK_SIDE_PX)       # 1 x S x S x 3
+    failed = 0
+    for fmt, path in paths.items():
+        difference = export.max_difference(model, path, images)
+        if difference > export.PARITY_TOLERANCE:
+            failed += 1
+            print(f"error: {path}: its probabilities differ from {args.model}'s by up to "
+                  f"{difference:.2g} (more than {export.PARITY_TOLERANCE:g}); do not use it",
+                  file=sys.stderr)
+        else:
+            print(f"export: {fmt}: {path} (max probability difference from the .keras model "
+                  f"{difference:.1g})")
+    size = f"{args.image_size} x {args.image_size}" if args.image_size else "any multiple of 32"
+    print(f"export: {len(paths) - failed} ok, {failed} failed; input float32 RGB 0..255, "
+          f"(batch, H, W, 3) with H x W {size}")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def run_report(args) -> int:
+    from fcnlab.report import write_report
+
+    try:
+        summary = write_report(args.dvc_yaml, args.out)
+    except ValueError as err:
+        raise FcnlabError(f"{args.dvc_yaml}: {err}; fix it as `dvc plots show` would need") from None
+    except OSError as err:
+        raise FcnlabError(f"{args.out}: could not write it ({err}); choose another --out") from None
+    for missing in summary.missing:
+        print(f"report: missing {missing} (run its stage first: dvc repro)", file=sys.stderr)
+    print(f"report: {summary.charts} charts, {summary.images} images, {summary.metrics_files} "
+          f"metrics files, {len(summary.missing)} missing -> {args.out}")
+    return EXIT_OK
+
+
 # --- Helpers ------------------------------------------------------------------------------------
 
 
@@ -267,39 +378,12 @@ def _training_geometry(model_path: Path) -> dict | None:
 
 
 def _start_tensorflow_quietly() -> None:
-    """Import TensorFlow and let it find its devices with file descriptor 2 held back; keep
-    only its errors from its Python logger.
+    """Import TensorFlow and keep only errors from its Python logger (e.g. no "retracing" notes
+    when image sizes vary). Its C++ start-up lines are already dropped by fcnlab's import hook
+    (fcnlab/__init__.py), which keeps real errors and Python warnings."""
+    import tensorflow as tf
 
-    Its C++ start-up lines (oneDNN notes, CUDA probing on machines without a GPU) ignore
-    TF_CPP_MIN_LOG_LEVEL and would bury the command's own output; they are dropped, unless
-    start-up crashes, in which case they are replayed for the bug report.
-    """
-    sys.stderr.flush()
-    try:
-        saved_fd = os.dup(2)
-    except OSError:                     # no stderr at all: nothing to keep clean
-        saved_fd = None
-    with tempfile.TemporaryFile() as held:
-        if saved_fd is not None:
-            os.dup2(held.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-            tf.get_logger().setLevel("ERROR")   # e.g. "retracing" notes when image sizes vary
-        except BaseException:
-            held.seek(0)
-            replay = held.read()
-            raise
-        else:
-            replay = b""
-        finally:
-            if saved_fd is not None:
-                os.dup2(saved_fd, 2)
-                os.close(saved_fd)
-            if replay:
-                sys.stderr.write(replay.decode(errors="replace"))
-                sys.stderr.flush()
+    tf.get_logger().setLevel("ERROR")
 
 
 class _Progress:
@@ -390,6 +474,32 @@ def _threshold(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
     return value
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from fcnlab.seg.export import check_formats
+
+    try:
+        return check_formats(word.strip() for word in text.split(",") if word.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _image_side(text: str) -> int:
+    from fcnlab.seg.export import check_image_size
+
+    value = _positive_int(text)
+    try:
+        check_image_size(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
+def _html_path(text: str) -> Path:
+    if Path(text).suffix.lower() not in (".html", ".htm"):
+        raise argparse.ArgumentTypeError(f"must be a .html file name, got {text!r}")
+    return Path(text)
 
 
 def _png_path(text: str) -> Path:
