@@ -374,7 +374,7 @@ def _training_geometry(model_path: Path) -> dict | None:
     if not path.is_file():
         print(f"note: {path} not found; predicting at each image's own size (as --native)", file=sys.stderr)
         return None
-    return load_geometry(path)
+    return load_geometry(path, fix="rerun train-fcn (dvc repro train-fcn), or pass --native")
 
 
 def _start_tensorflow_quietly() -> None:

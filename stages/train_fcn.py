@@ -47,6 +47,7 @@ def main(args):
     chief = is_chief(strategy)  # in a multi-worker run the others train too but write nothing
 
     train, val = load_prepared_split(args.data, "train"), load_prepared_split(args.data, "val")
+    geometry = {**load_geometry(args.data), "patch_size": patch_size}   # checked before training
     check_batch_size(batch_size, strategy, "fcn.batch_size", train=len(train), val=len(val))
     seed_everything(seed)
     with strategy.scope():
@@ -59,7 +60,7 @@ def main(args):
         print("train-fcn: trained as a non-chief worker; the chief writes the outputs")
         return
     save_model(model, args.model)
-    save_json(args.geometry, {**load_geometry(args.data), "patch_size": patch_size})
+    save_json(args.geometry, geometry)
     save_csv(args.epochs, epoch_rows(record))
     best = None if record.best_val_mean_iou is None else round(record.best_val_mean_iou, 6)
     save_json(args.metrics, {"val_mean_iou": best, "kept_epoch": record.kept_epoch})

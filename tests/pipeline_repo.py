@@ -19,8 +19,9 @@ TINY_PARAMS = {
     "mnist": {"digits": [1, 5, 6]},
     "cae": {"epochs": 2, "n_examples": 4},
     "latent": {"manifold_size": 4, "scatter_points": 100},
-    "seg": {"image_size": 64, "demo": {"n_train": 12, "n_val": 4, "n_test": 6}},
-    "fcn": {"head_width": 16, "epochs": 1, "batch_size": 4},
+    "seg": {"demo": {"image_size": 64, "n_train": 12, "n_val": 4, "n_test": 6}},
+    # Whole 64-px scenes, no augmentation; the validation-IoU control (best epoch, schedule) stays on.
+    "fcn": {"head_width": 16, "epochs": 2, "batch_size": 4, "patch_size": None, "augment": False},
     "evaluate": {"n_thresholds": 5},
     "overlays": {"examples": [0, 1], "n_best_worst": 2},
 }

@@ -37,8 +37,9 @@ from conftest import ROOT, run_script
 from fcnlab.cae.data import check_prepared_digits, prepare_mnist_subset
 from fcnlab.core.errors import FcnlabError
 from fcnlab.core.params import Section
-from fcnlab.seg.arrays import check_prepared_segmentation, load_test_predictions
-from fcnlab.seg.metrics import per_image_metrics, segmentation_metrics
+from fcnlab.seg.arrays import (SegSplit, load_prepared_split, load_test_predictions, save_prepared_segmentation,
+                               save_split_arrays)
+from fcnlab.seg.metrics import per_image_metrics, pixels, segmentation_metrics
 from fcnlab.seg.sources import load_folder_source, load_npy_source
 
 REPO_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -180,19 +181,22 @@ def build_plot_latent(ws):
     ws.params["latent"].update(knn_k=3, manifold_size=3, explorer_grid_size=2, scatter_points=5)
 
 
-def prepared_seg(n=4, size=32):
+N_SEG, SEG_SIZE = 4, 32                       # images per prepared split, each SEG_SIZE x SEG_SIZE
+SEG_PIXELS = N_SEG * SEG_SIZE * SEG_SIZE       # rows of each split's ragged _images / _masks file
+
+
+def prepared_seg(n=N_SEG, size=SEG_SIZE) -> dict[str, SegSplit]:
     rng = np.random.default_rng(3)
-    arrays = {}
-    for split in ("train", "val", "test"):
-        arrays[f"{split}_images"] = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-        arrays[f"{split}_masks"] = quarter_masks(n, size, size)
-    return arrays
+    return {split: SegSplit(list(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)),
+                            list(quarter_masks(n, size, size)))
+            for split in ("train", "val", "test")}
 
 
 def build_prepared_seg(ws):
     ws.paths["data"] = ws.inputs / "prepared_seg"
-    write_arrays(ws.paths["data"], prepared_seg())
-    ws.params["fcn"].update(head_width=8, epochs=1, batch_size=2)
+    save_prepared_segmentation(ws.paths["data"], prepared_seg(), {"resize": "square", "image_size": SEG_SIZE})
+    ws.params["fcn"].update(head_width=8, epochs=1, batch_size=2, patch_size=None, augment=False,
+                            keep_best=False, lr_schedule="constant", loss="crossentropy")
 
 
 def build_evaluate(ws):
@@ -204,8 +208,9 @@ def build_evaluate(ws):
 def build_render(ws):
     build_prepared_seg(ws)
     ws.paths["predictions"] = ws.inputs / "predictions"
-    probs = np.random.default_rng(4).random((4, 32, 32), dtype=np.float32)
-    write_arrays(ws.paths["predictions"], {"test_fg_probs": probs})
+    ws.paths["predictions"].mkdir()
+    probs = np.random.default_rng(4).random((N_SEG, SEG_SIZE, SEG_SIZE), dtype=np.float32)
+    save_split_arrays(ws.paths["predictions"], "test", fg_probs=list(probs))
     ws.params["overlays"].update(examples=[0, 1], n_best_worst=2)
 
 
@@ -215,18 +220,21 @@ STAGES = {
     "prepare-seg": Stage("prepare_seg.py", (), {"out": "seg", "summary": "summary.json"}, build_seg_npy),
     "train-cae": Stage("train_cae.py", ("data",),
                        {"encoder": "encoder.keras", "decoder": "decoder.keras", "live": "live",
-                        "metrics": "metrics.json", "figure": "reconstructions.png"}, build_prepared_mnist),
+                        "metrics": "metrics.json", "details": "details.json", "figure": "reconstructions.png"},
+                       build_prepared_mnist),
     "plot-latent": Stage("plot_latent.py", ("data", "encoder", "decoder"),
                          {"scatter_csv": "latent_test.csv", "scatter_png": "latent_scatter.png",
                           "decoded_png": "decoded_points.png", "manifold_png": "manifold.png",
-                          "explorer_html": "explorer.html", "metrics": "metrics.json"},
+                          "explorer_html": "explorer.html", "metrics": "metrics.json", "details": "details.json"},
                          build_plot_latent, needs_models=True),
     "train-fcn": Stage("train_fcn.py", ("data",),
-                       {"model": "fcn8s_vgg16.keras", "live": "live", "metrics": "metrics.json"},
+                       {"model": "fcn8s_vgg16.keras", "geometry": "fcn8s_vgg16.geometry.json", "live": "live",
+                        "epochs": "epochs.csv", "metrics": "metrics.json", "details": "details.json"},
                        build_prepared_seg),
     "evaluate-iou": Stage("evaluate_iou.py", ("data", "model"),
                           {"predictions": "fcn_test", "per_image": "per_image.csv",
-                           "threshold_curve": "iou_vs_threshold.csv", "metrics": "metrics.json"},
+                           "threshold_curve": "iou_vs_threshold.csv", "metrics": "metrics.json",
+                           "details": "details.json"},
                           build_evaluate, needs_models=True),
     "render-overlays": Stage("render_overlays.py", ("data", "predictions"), {"figures": "render_overlays"},
                              build_render),
@@ -362,7 +370,9 @@ def with_nan(shape, dtype=np.float64, value=np.nan, fill=0.5):
 
 _IMGS, _LABELS = "seg/seg_train_imgs.npy", "seg/seg_train_labels.npy"
 _LABELS_10 = one_hot(quarter_masks(10))
-_MASKS_2 = quarter_masks(4, 32, 32) * 2
+_MASKS_2 = quarter_masks(N_SEG, SEG_SIZE, SEG_SIZE).reshape(-1) * 2      # ragged layout: P pixels
+_PROBS_NAN = with_nan((SEG_PIXELS,), np.float32)
+_PROBS_ABOVE_1 = np.full(SEG_PIXELS, 1.5, np.float32)
 
 
 # --- The corpus -------------------------------------------------------------------------------
@@ -448,6 +458,9 @@ CASES = [
     ("prepare-seg", "image-size-16", params(seg__image_size=16), "seg.image_size"),
     ("prepare-seg", "image-size-string", params(seg__image_size="128px"), "seg.image_size"),
     ("prepare-seg", "source-unknown", params(seg__source="s3"), "seg.source"),
+    ("prepare-seg", "resize-unknown", params(seg__resize="stretch"), "seg.resize"),
+    ("prepare-seg", "demo-image-size-48", params(seg__source="demo", seg__demo__image_size=48),
+     "seg.demo.image_size"),
     ("prepare-seg", "path-not-set", params(seg__path=None), "seg.path"),
     ("prepare-seg", "npy-folder-missing", params(seg__path="no/such/folder"), "no/such/folder"),
     ("prepare-seg", "val-fraction-0", params(seg__val_fraction=0), "seg.val_fraction"),
@@ -457,7 +470,8 @@ CASES = [
     ("prepare-seg", "max-megapixels-0", params(seg__max_megapixels=0), "seg.max_megapixels"),
     ("prepare-seg", "max-megapixels-missing", delete_param("seg.max_megapixels"), "seg.max_megapixels"),
     # prepare-seg: the memory guard, one case per source
-    ("prepare-seg", "guard-demo-at-1024px", params(seg__source="demo", seg__image_size=1024), "seg.max_megapixels"),
+    ("prepare-seg", "guard-demo-at-1024px", params(seg__source="demo", seg__demo__image_size=1024),
+     "seg.max_megapixels"),
     ("prepare-seg", "guard-npy", params(seg__max_megapixels=0.01), "seg.max_megapixels"),
     ("prepare-seg", "guard-folder", both(use_folder_source, params(seg__max_megapixels=0.005)),
      "seg.max_megapixels"),
@@ -494,15 +508,24 @@ CASES = [
     ("plot-latent", "manifold-size-1", params(latent__manifold_size=1), "latent.manifold_size"),
 
     # train-fcn (TensorFlow: ~4 s a case)
-    ("train-fcn", "data-folder-missing", remove("prepared_seg"), "train_images.npy"),
+    ("train-fcn", "data-folder-missing", remove("prepared_seg"), "train_shapes.npy"),
     ("train-fcn", "masks-valued-2", save_npy("prepared_seg/train_masks.npy", _MASKS_2), "train_masks.npy"),
     ("train-fcn", "images-float32",
-     save_npy("prepared_seg/val_images.npy", np.zeros((4, 32, 32, 3), np.float32)), "val_images.npy"),
+     save_npy("prepared_seg/val_images.npy", np.zeros((SEG_PIXELS, 3), np.float32)), "val_images.npy"),
     ("train-fcn", "images-without-channel",
-     save_npy("prepared_seg/train_images.npy", np.zeros((4, 32, 32), np.uint8)), "train_images.npy"),
-    ("train-fcn", "image-size-48", lambda ws: write_arrays(ws.inputs / "prepared_seg", prepared_seg(size=48)),
-     "seg.image_size"),
+     save_npy("prepared_seg/train_images.npy", np.zeros(SEG_PIXELS, np.uint8)), "train_images.npy"),
+    ("train-fcn", "images-truncated", truncate("prepared_seg/train_images.npy"), "train_images.npy"),
+    ("train-fcn", "shapes-of-other-images",
+     save_npy("prepared_seg/train_shapes.npy", np.array([[32, 32]] * 3, np.int64)), "train_images.npy"),
+    ("train-fcn", "shapes-three-columns",
+     save_npy("prepared_seg/val_shapes.npy", np.full((4, 3), 32, np.int64)), "val_shapes.npy"),
+    ("train-fcn", "geometry-not-a-record", write_bytes("prepared_seg/geometry.json", b'{"resize": "stretch"}'),
+     "geometry.json"),
     ("train-fcn", "head-width-0", params(fcn__head_width=0), "fcn.head_width"),
+    ("train-fcn", "loss-unknown", params(fcn__loss="focal"), "fcn.loss"),
+    ("train-fcn", "patch-size-48", params(fcn__patch_size=48), "fcn.patch_size"),
+    ("train-fcn", "patience-0", params(fcn__patience=0), "fcn.patience"),
+    ("train-fcn", "evaluate-threshold-2", params(evaluate__threshold=2), "evaluate.threshold"),
     ("train-fcn", "encoder-weights-file-missing", params(fcn__encoder_weights="no/such/vgg16.h5"),
      "fcn.encoder_weights"),
     ("train-fcn", "freeze-encoder-yes-string", params(fcn__freeze_encoder="yes"), "fcn.freeze_encoder"),
@@ -514,17 +537,28 @@ CASES = [
     ("evaluate-iou", "threshold-1.5", params(evaluate__threshold=1.5), "evaluate.threshold"),
     ("evaluate-iou", "precision-float16", params(evaluate__precision="float16"), "evaluate.precision"),
     ("evaluate-iou", "test-masks-valued-2", save_npy("prepared_seg/test_masks.npy", _MASKS_2), "test_masks.npy"),
+    ("evaluate-iou", "test-shapes-missing", remove("prepared_seg/test_shapes.npy"), "test_shapes.npy"),
+    ("evaluate-iou", "baseline-margin-negative", params(evaluate__baseline_margin=-0.1), "evaluate.baseline_margin"),
     ("evaluate-iou", "model-of-the-wrong-kind", use_model("fcn8s_vgg16.keras", "encoder"), "fcn8s_vgg16.keras"),
 
     # render-overlays
-    ("render-overlays", "predictions-missing", remove("predictions"), "test_fg_probs.npy"),
+    ("render-overlays", "predictions-missing", remove("predictions"), "test_shapes.npy"),
+    ("render-overlays", "predictions-probs-missing", remove("predictions/test_fg_probs.npy"), "test_fg_probs.npy"),
     ("render-overlays", "predictions-of-other-data",
-     save_npy("predictions/test_fg_probs.npy", np.zeros((5, 32, 32), np.float32)), "test_fg_probs.npy"),
-    ("render-overlays", "predictions-nan",
-     save_npy("predictions/test_fg_probs.npy", with_nan((4, 32, 32), np.float32)), "test_fg_probs.npy"),
+     save_npy("predictions/test_shapes.npy", np.array([[32, 32]] * 5, np.int64)), "test_shapes.npy"),
+    ("render-overlays", "predictions-of-other-sizes",
+     save_npy("predictions/test_shapes.npy", np.array([[32, 32]] * 3 + [[16, 64]], np.int64)), "test_shapes.npy"),
+    ("render-overlays", "predictions-fewer-pixels",
+     save_npy("predictions/test_fg_probs.npy", np.zeros(SEG_PIXELS - 1, np.float32)), "test_fg_probs.npy"),
+    ("render-overlays", "predictions-nan", save_npy("predictions/test_fg_probs.npy", _PROBS_NAN), "test_fg_probs.npy"),
+    ("render-overlays", "predictions-above-1",
+     save_npy("predictions/test_fg_probs.npy", _PROBS_ABOVE_1), "test_fg_probs.npy"),
+    ("render-overlays", "predictions-integers",
+     save_npy("predictions/test_fg_probs.npy", np.zeros(SEG_PIXELS, np.uint8)), "test_fg_probs.npy"),
     ("render-overlays", "predictions-header-claims-huge-shape",
-     npy_header_claiming("predictions/test_fg_probs.npy", (10 ** 12, 32, 32)), "test_fg_probs.npy"),
+     npy_header_claiming("predictions/test_fg_probs.npy", (10 ** 12,)), "test_fg_probs.npy"),
     ("render-overlays", "predictions-truncated", truncate("predictions/test_fg_probs.npy"), "test_fg_probs.npy"),
+    ("render-overlays", "predictions-pickled", save_pickled("predictions/test_fg_probs.npy"), "test_fg_probs.npy"),
     ("render-overlays", "test-masks-valued-2", save_npy("prepared_seg/test_masks.npy", _MASKS_2), "test_masks.npy"),
     ("render-overlays", "examples-index-out-of-range", params(overlays__examples=[0, 4]), "overlays.examples"),
     ("render-overlays", "examples-empty", params(overlays__examples=[]), "overlays.examples"),
@@ -606,8 +640,11 @@ def test_folder_images_smaller_than_32_px_are_upscaled_not_refused(tmp_path):
         Image.new("RGB", (6, 4), (40 * i, 0, 0)).save(tmp_path / "images" / f"{i}.png")
         Image.fromarray(np.eye(4, 6, dtype=np.uint8) * 255).save(tmp_path / "masks" / f"{i}.png")
     splits = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0)
-    assert splits.train_images.shape[1:] == (64, 64, 3)
-    assert set(np.unique(splits.train_masks).tolist()) == {0, 1}
+    images, masks = splits.train.stacked()
+    assert images.shape[1:] == (64, 64, 3)
+    assert set(np.unique(masks).tolist()) == {0, 1}
+    kept_aspect = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, resize="keep_aspect")
+    assert {image.shape for image in kept_aspect.train.images} == {(43, 64, 3)}    # 4 x 6 -> 43 x 64
 
 
 # --- Property-based: whatever comes in, only FcnlabError comes out -------------------------------
@@ -639,8 +676,9 @@ def test_npy_source_raises_only_fcnlab_error_on_any_arrays(images, labels):
         except FcnlabError as err:
             assert "\n" not in str(err) and "seg_train_" in str(err)
         else:
-            assert splits.train_images.dtype == np.uint8 and splits.train_images.shape[1:] == (32, 32, 3)
-            assert set(np.unique(splits.train_masks).tolist()) <= {0, 1}
+            for image, mask in zip(splits.train.images, splits.train.masks):
+                assert image.dtype == np.uint8 and image.shape == (32, 32, 3)
+                assert mask.shape == (32, 32) and set(np.unique(mask).tolist()) <= {0, 1}
 
 
 @PROPERTY_SETTINGS
@@ -656,31 +694,55 @@ def test_prepare_mnist_subset_raises_only_fcnlab_error_on_any_arrays(x_train, y_
         check_prepared_digits(splits.arrays(), "prepared")   # what it returns, later stages accept
 
 
-@PROPERTY_SETTINGS
-@given(images=any_array(max_dims=5, max_side=40), masks=any_array(max_dims=4, max_side=40))
-def test_prepared_segmentation_check_raises_only_fcnlab_error_and_what_passes_can_be_scored(images, masks):
-    try:
-        check_prepared_segmentation({"test_images": images, "test_masks": masks}, "prepared")
-    except FcnlabError as err:
-        assert "\n" not in str(err) and "prepared" in str(err)
-    else:
-        metrics = segmentation_metrics(masks, masks)
-        assert metrics["pixel_accuracy"] == 1.0
-        assert len(per_image_metrics(masks, 1 - masks)) == len(masks)
+@st.composite
+def ragged_files(draw):
+    """(shapes, images, masks) for one prepared split: each either well formed or any array."""
+    sizes = draw(st.lists(st.tuples(st.integers(1, 4), st.integers(1, 4)), min_size=1, max_size=3))
+    n_pixels = sum(height * width for height, width in sizes)
+    shapes = draw(st.one_of(st.just(np.array(sizes, np.int64)), any_array(max_dims=3)))
+    images = draw(st.one_of(hnp.arrays(np.uint8, (n_pixels, 3)), any_array(max_dims=3, max_side=40)))
+    masks = draw(st.one_of(hnp.arrays(np.uint8, n_pixels, elements=st.integers(0, 1)),
+                           hnp.arrays(np.uint8, n_pixels), any_array(max_dims=2, max_side=40)))
+    return shapes, images, masks
 
 
 @PROPERTY_SETTINGS
-@given(probs=any_array(max_dims=4, max_side=4))
-def test_predictions_loader_raises_only_fcnlab_error(probs):
-    masks = np.zeros((2, 3, 4), np.uint8)
+@given(files=ragged_files())
+def test_prepared_split_loader_raises_only_fcnlab_error_and_what_passes_can_be_scored(files):
+    shapes, images, masks = files
+    with tempfile.TemporaryDirectory() as folder:
+        for kind, array in zip(("shapes", "images", "masks"), files):
+            np.save(Path(folder) / f"test_{kind}.npy", array)
+        try:
+            split = load_prepared_split(folder, "test")
+        except FcnlabError as err:
+            assert "\n" not in str(err) and "test_" in str(err) and "prepare-seg" in str(err)
+        else:
+            assert [mask.shape for mask in split.masks] == [tuple(size) for size in shapes]
+            metrics = segmentation_metrics(pixels(split.masks), pixels(split.masks))
+            assert metrics["pixel_accuracy"] == 1.0
+            assert len(per_image_metrics(split.masks, [1 - mask for mask in split.masks])) == len(split)
+            del split                                     # let go of the memory-mapped files
+
+
+@PROPERTY_SETTINGS
+@given(probs=st.one_of(any_array(max_dims=2, max_side=30),
+                       hnp.arrays(np.float32, 24, elements=st.floats(0, 1, width=32))),
+       shapes=st.one_of(st.just(np.array([[3, 4], [2, 6]], np.int64)), any_array(max_dims=3)))
+def test_predictions_loader_raises_only_fcnlab_error(probs, shapes):
+    test = SegSplit([np.zeros((3, 4, 3), np.uint8), np.zeros((2, 6, 3), np.uint8)],
+                    [np.zeros((3, 4), np.uint8), np.zeros((2, 6), np.uint8)])
     with tempfile.TemporaryDirectory() as folder:
         np.save(Path(folder) / "test_fg_probs.npy", probs)
+        np.save(Path(folder) / "test_shapes.npy", shapes)
         try:
-            loaded = load_test_predictions(folder, masks)
+            loaded = load_test_predictions(folder, test)
         except FcnlabError as err:
-            assert "\n" not in str(err) and "test_fg_probs.npy" in str(err)
+            assert "\n" not in str(err) and ("test_fg_probs.npy" in str(err) or "test_shapes.npy" in str(err))
         else:
-            assert loaded.shape == masks.shape and 0 <= loaded.min() and loaded.max() <= 1
+            assert [p.shape for p in loaded] == [(3, 4), (2, 6)]
+            assert all(0 <= p.min() and p.max() <= 1 for p in loaded)
+            del loaded
 
 
 YAML_VALUES = st.recursive(

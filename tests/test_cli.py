@@ -1,12 +1,18 @@
 """The `fcnlab` command line: segment, decode and encode on real files with real (small) models.
 
-Every expected value is computed here independently (padding by np.pad, prediction by the
-model itself, pixel scaling by hand) and compared with what the command wrote.
+Every expected value is computed here independently (padding by np.pad, resizing by Pillow,
+prediction by the model itself, pixel scaling by hand) and compared with what the command wrote.
+`fcnlab segment` predicts at the training scale recorded beside the model
+(<model>.geometry.json), or at each image's own size with --native or without that record.
 """
 
+import argparse
 import csv
+import importlib.util
 import io
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +25,12 @@ from PIL import Image
 from fcnlab.cae.model import cae_decoder, cae_encoder
 from fcnlab.cli import main
 from fcnlab.core.io import load_model, save_model
+from fcnlab.seg.arrays import load_prepared_split, load_test_predictions, save_prepared_segmentation
 from fcnlab.seg.figures import PREDICTION_FILL
 from fcnlab.seg.geometry import pad_to_multiple
 from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.predict import predict_foreground
+from fcnlab.seg.sources import demo_segmentation
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("fcnlab")
@@ -62,6 +70,15 @@ def expected_fg_probs(model, rgb: np.ndarray) -> np.ndarray:
     pad = ((0, -height % 32), (0, -width % 32), (0, 0))
     padded = np.pad(rgb, pad, mode="reflect")
     return predict_foreground(model, padded[None])[0, :height, :width]
+
+
+def model_with_geometry(models, folder: Path, resize: str, image_size: int) -> Path:
+    """A copy of the test FCN with the geometry record train-fcn writes beside a model."""
+    model = folder / "fcn.keras"
+    shutil.copy(models["fcn"], model)
+    geometry = {"resize": resize, "image_size": image_size, "patch_size": None}
+    (folder / "fcn.geometry.json").write_text(json.dumps(geometry))
+    return model
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -105,6 +122,7 @@ def test_pad_to_multiple_mirrors_the_image_across_its_bottom_and_right_edges():
 
 
 def test_segment_masks_equal_the_thresholded_prediction_of_the_padded_image(models, fcn, tmp_path, capsys):
+    """Without a geometry record beside the model each image is predicted at its own size."""
     rgb = write_image(tmp_path / "odd.png", random_pixels((50, 70, 3), seed=2))
     gray_pixels = random_pixels((40, 45), seed=3)
     gray = write_image(tmp_path / "gray.png", gray_pixels)
@@ -113,15 +131,99 @@ def test_segment_masks_equal_the_thresholded_prediction_of_the_padded_image(mode
     threshold = float(np.median(expected["odd"]))        # about half the pixels each side
 
     status = main(["segment", str(rgb), str(gray), "--model", str(models["fcn"]),
-                   "--out", str(tmp_path / "out"), "--threshold", repr(threshold), "--batch-size", "2"])
+                   "--out", str(tmp_path / "out"), "--threshold", repr(threshold)])
 
     assert status == 0
     for stem, fg_probs in expected.items():
         assert_mask_matches(read_png(tmp_path / "out" / f"{stem}_mask.png"), fg_probs, threshold)
     fractions = [np.mean(p > threshold) for p in expected.values()]
-    summary = capsys.readouterr().out
-    assert "2 ok, 0 failed" in summary
-    assert f"mean foreground fraction {np.mean(fractions):.3f}" in summary
+    captured = capsys.readouterr()
+    assert "2 ok, 0 failed" in captured.out
+    assert f"mean foreground fraction {np.mean(fractions):.3f}" in captured.out
+    notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "fcn.geometry.json not found" in notes[0] and "--native" in notes[0]
+
+
+def run_evaluate_iou(tmp_path: Path, data: Path, model: Path) -> Path:
+    """Run evaluate-iou's `main` in this process (params.yaml's evaluate: section, threshold 0.5);
+    return its predictions folder."""
+    spec = importlib.util.spec_from_file_location("evaluate_iou", ROOT / "stages" / "evaluate_iou.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    reports = tmp_path / "reports"
+    stage.main(argparse.Namespace(params=str(ROOT / "params.yaml"), data=str(data), model=str(model),
+                                  predictions=str(tmp_path / "predictions"), per_image=str(reports / "per_image.csv"),
+                                  threshold_curve=str(reports / "curve.csv"), metrics=str(reports / "metrics.json"),
+                                  details=str(reports / "details.json")))
+    assert json.loads((reports / "details.json").read_text())["threshold"] == 0.5
+    return tmp_path / "predictions"
+
+
+def test_segment_reproduces_evaluate_ious_masks_of_the_demo_test_images(models, tmp_path, capsys):
+    """The demo's test images as PNG files, through `fcnlab segment` with the model and its
+    geometry record, give the masks evaluate-iou's predictions give at threshold 0.5."""
+    demo = demo_segmentation(2, 1, 3, image_size=64, seed=0)
+    geometry = {"resize": "square", "image_size": 64}
+    save_prepared_segmentation(tmp_path / "prepared", demo.splits(), geometry)
+    model = model_with_geometry(models, tmp_path, **geometry)
+    test = load_prepared_split(tmp_path / "prepared", "test")
+    fg_probs = load_test_predictions(run_evaluate_iou(tmp_path, tmp_path / "prepared", model), test)
+    pngs = [write_image(tmp_path / f"test_{i}.png", np.asarray(image)) for i, image in enumerate(test.images)]
+
+    assert main(["segment", *map(str, pngs), "--model", str(model), "--out", str(tmp_path / "out")]) == 0
+
+    assert "note:" not in capsys.readouterr().err              # the geometry record was found
+    for png, probs in zip(pngs, fg_probs):
+        mask = read_png(tmp_path / "out" / f"{png.stem}_mask.png")
+        evaluated = np.where(probs > 0.5, 255, 0)
+        assert mask.shape == evaluated.shape == (64, 64) and 0 < np.mean(mask == 255) < 1
+        # evaluate-iou predicts the test images in one batch, segment one image at a time: the
+        # probabilities may differ in their last bit, which can only matter right at 0.5.
+        differs = mask != evaluated
+        assert np.all(np.abs(probs[differs] - 0.5) < 1e-6), np.abs(probs[differs] - 0.5).max()
+        assert differs.sum() <= 2
+
+
+def resized_fg_probs(model, rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pillow-bilinear resize to height x width, predict padded, resize the probabilities back."""
+    scaled = np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR))
+    probs = expected_fg_probs(model, scaled)
+    back = Image.fromarray(probs, mode="F").resize((rgb.shape[1], rgb.shape[0]), Image.BILINEAR)
+    return np.clip(np.asarray(back), 0, 1)
+
+
+@pytest.mark.parametrize("resize, scaled_size", [("square", (64, 64)), ("keep_aspect", (53, 64))])
+def test_segment_predicts_at_the_training_scale_unless_native(models, fcn, tmp_path, capsys, resize, scaled_size):
+    """A 96 x 80 image with a geometry of 64 px: resized to the training scale and back, or
+    with --native at its own size; a 96 x 80 mask either way, and the two differ."""
+    model = model_with_geometry(models, tmp_path, resize, 64)
+    pixels = random_pixels((80, 96, 3), seed=13)
+    image = write_image(tmp_path / "wide.png", pixels)
+
+    assert main(["segment", str(image), "--model", str(model), "--out", str(tmp_path / "scaled")]) == 0
+    assert main(["segment", str(image), "--model", str(model), "--out", str(tmp_path / "native"), "--native"]) == 0
+
+    assert "note:" not in capsys.readouterr().err
+    scaled = read_png(tmp_path / "scaled" / "wide_mask.png")
+    native = read_png(tmp_path / "native" / "wide_mask.png")
+    assert scaled.shape == native.shape == (80, 96)
+    assert_mask_matches(scaled, resized_fg_probs(fcn, pixels, *scaled_size), 0.5)
+    assert_mask_matches(native, expected_fg_probs(fcn, pixels), 0.5)
+    assert np.mean(scaled != native) > 0.05
+
+
+def test_segment_refuses_a_geometry_record_it_cannot_read(models, tmp_path, capsys):
+    model = model_with_geometry(models, tmp_path, "square", 64)
+    (tmp_path / "fcn.geometry.json").write_text('{"resize": "stretch", "image_size": 64}')
+    image = write_image(tmp_path / "a.png", random_pixels((32, 32, 3), seed=14))
+
+    status = main(["segment", str(image), "--model", str(model), "--out", str(tmp_path / "out")])
+
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "fcn.geometry.json" in err[0]
+    assert not (tmp_path / "out").exists()
+    assert main(["segment", str(image), "--model", str(model), "--out", str(tmp_path / "out"), "--native"]) == 0
 
 
 def test_segment_overlay_tints_the_foreground_and_leaves_the_background(models, tmp_path):
@@ -301,7 +403,7 @@ def test_encode_writes_the_csv_file_and_names_an_unreadable_image(models, tmp_pa
 
 
 @pytest.mark.parametrize("command, arguments", [
-    ("segment", ["IMAGE", "--model", "--out", "--threshold", "--batch-size", "examples:"]),
+    ("segment", ["IMAGE", "--model", "--out", "--threshold", "--native", "--precision", "examples:"]),
     ("decode", ["Z1", "Z2", "--decoder", "--out", "--scale", "examples:"]),
     ("encode", ["IMAGE", "--encoder", "--csv", "examples:"]),
 ])
@@ -316,7 +418,8 @@ def test_help_of_each_command_exits_0_and_names_its_arguments(command, arguments
     [],
     ["segment", "a.png", "--out", "o"],                                     # no --model
     ["segment", "a.png", "--model", "m.keras", "--out", "o", "--threshold", "1.5"],
-    ["segment", "a.png", "--model", "m.keras", "--out", "o", "--batch-size", "0"],
+    ["segment", "a.png", "--model", "m.keras", "--out", "o", "--batch-size", "2"],   # gone: --native instead
+    ["segment", "a.png", "--model", "m.keras", "--out", "o", "--native=yes"],           # a flag takes no value
     ["decode", "nan", "0", "--decoder", "d.keras", "--out", "x.png"],
     ["decode", "1", "2", "--decoder", "d.keras", "--out", "x.jpg"],
 ])

@@ -162,7 +162,7 @@ def test_cli_refuses_bad_arguments(args, message, model_file, tmp_path, capsys):
 
 
 def test_cli_refuses_a_model_of_the_wrong_kind(tmp_path, capsys):
-    from fcnlab.cae import cae_encoder
+    from fcnlab.cae.model import cae_encoder
 
     save_model(cae_encoder(), tmp_path / "encoder.keras")
     status = main(["export", "--model", str(tmp_path / "encoder.keras"), "--out", str(tmp_path / "out"),

@@ -53,9 +53,12 @@ def test_cae_outputs_and_metrics(repo):
     summary = json_of(repo.path / "reports/prepare_mnist_subset/summary.json")
     assert summary["counts"]["train"] == {"1": 400, "5": 400, "6": 400, "all": 1200}
     metrics = json_of(repo.path / "reports/train_cae/metrics.json")
-    assert 0 < metrics["test"]["mse"] < 0.1 and metrics["test"]["psnr_db"] > 10
+    assert 0 < metrics["test_mse"] < 0.1 and metrics["test_psnr_db"] > 10
+    details = json_of(repo.path / "reports/train_cae/details.json")
+    assert details["test"]["mse"] == metrics["test_mse"] and set(details) == {"train", "test"}
     latent = json_of(repo.path / "reports/plot_latent/metrics.json")
-    assert latent["knn_accuracy"] > 1 / 3 and len(latent["decoded_points"]) == 3
+    assert latent["knn_accuracy"] > 1 / 3
+    assert len(json_of(repo.path / "reports/plot_latent/details.json")["decoded_points"]) == 3
     loss_curve = (repo.path / "reports/train_cae/live/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert loss_curve[0] == "step\tloss" and len(loss_curve) == 1 + 2
 
@@ -63,13 +66,39 @@ def test_cae_outputs_and_metrics(repo):
 def test_fcn_outputs_and_metrics(repo):
     summary = json_of(repo.path / "reports/prepare_seg/summary.json")
     assert [summary[s]["count"] for s in ("train", "val", "test")] == [12, 4, 6]
-    assert summary["image_size"] == 64
-    trained = json_of(repo.path / "reports/train_fcn/metrics.json")
-    assert trained["encoder_weights"] == "none" and trained["head_width"] == 16
-    evaluated = json_of(repo.path / "reports/evaluate_iou/metrics.json")
+    assert summary["source"] == "demo" and summary["resize"] == "square" and summary["image_size"] == 64
+    assert summary["train"]["height_px"] == summary["train"]["width_px"] == [64, 64]
+    prepared = sorted(p.name for p in (repo.path / "data/prepared/seg").iterdir())
+    assert prepared == ["geometry.json"] + sorted(f"{split}_{kind}.npy" for split in ("test", "train", "val")
+                                                  for kind in ("images", "masks", "shapes"))
+    geometry = json_of(repo.path / "models/fcn/fcn8s_vgg16.geometry.json")
+    assert geometry == {"resize": "square", "image_size": 64, "patch_size": None}
+
+    headline = json_of(repo.path / "reports/train_fcn/metrics.json")
+    trained = json_of(repo.path / "reports/train_fcn/details.json")
+    assert trained["epochs_run"] == 2 and 1 <= trained["kept_epoch"] <= 2
+    assert headline == {"val_mean_iou": trained["best_val_mean_iou"], "kept_epoch": trained["kept_epoch"]}
+    assert 0 < trained["trainable_parameters"] <= trained["parameters"]
+    epochs = (repo.path / "reports/train_fcn/epochs.csv").read_text().splitlines()
+    header, rows = epochs[0].split(","), [dict(zip(epochs[0].split(","), line.split(","))) for line in epochs[1:]]
+    assert header[0] == "epoch" and {"loss", "val_mean_iou", "kept"} <= set(header) and len(rows) == 2
+    assert [int(row["epoch"]) for row in rows if row["kept"] == "1"] == [trained["kept_epoch"]]
+    best = max(float(row["val_mean_iou"]) for row in rows)           # keep_best: the kept epoch is the best
+    assert float(rows[trained["kept_epoch"] - 1]["val_mean_iou"]) == best
+    assert trained["best_val_mean_iou"] == pytest.approx(best, abs=1e-6)
+
+    evaluated = json_of(repo.path / "reports/evaluate_iou/details.json")
     assert evaluated["n_test_images"] == 6
     assert 0 <= evaluated["model"]["mean_iou"] <= 1
     assert set(evaluated["baselines"]) == {"all_background", "all_foreground", "intensity_threshold"}
+    assert isinstance(evaluated["beats_baselines"], bool)
+    assert ("warning: evaluate-iou" in repo.first_run) == (not evaluated["beats_baselines"])
+    headline = json_of(repo.path / "reports/evaluate_iou/metrics.json")
+    assert headline["mean_iou"] == evaluated["model"]["mean_iou"]
+    assert headline["beats_baselines"] == evaluated["beats_baselines"]
+    assert headline["baseline_mean_iou"] == max(b["mean_iou"] for b in evaluated["baselines"].values())
+    predictions = sorted(p.name for p in (repo.path / "data/predictions/fcn_test").iterdir())
+    assert predictions == ["test_fg_probs.npy", "test_shapes.npy"]
     per_image = (repo.path / "reports/evaluate_iou/per_image.csv").read_text().splitlines()
     assert per_image[0] == "index,iou,dice,foreground_fraction" and len(per_image) == 1 + 6
     curve = (repo.path / "reports/evaluate_iou/iou_vs_threshold.csv").read_text().splitlines()
@@ -79,11 +108,13 @@ def test_fcn_outputs_and_metrics(repo):
     assert (repo.path / "models/fcn/fcn8s_vgg16.keras").stat().st_size > 0
 
 
-def test_metrics_show_lists_every_metrics_file(repo):
+def test_metrics_show_lists_every_metrics_file_and_no_details(repo):
     shown = repo.dvc("metrics", "show", "--json")
-    for name in ("prepare_mnist_subset/summary.json", "train_cae/metrics.json", "plot_latent/metrics.json",
-                 "prepare_seg/summary.json", "train_fcn/metrics.json", "evaluate_iou/metrics.json"):
+    for name in ("train_cae/metrics.json", "plot_latent/metrics.json", "train_fcn/metrics.json",
+                 "evaluate_iou/metrics.json"):
         assert name in shown
+    for name in ("details.json", "summary.json"):                     # plain outputs, not headline metrics
+        assert name not in shown
 
 
 def test_second_repro_reruns_nothing_in_seconds(repo):
@@ -137,7 +168,8 @@ def test_killed_training_leaves_nothing_half_written_and_reruns_cleanly(repo):
     ({"cae": {"epochs": 1}}, ["train-cae", "plot-latent"]),
     ({"latent": {"knn_k": 3}}, ["plot-latent"]),
     ({"evaluate": {"n_thresholds": 3}}, ["evaluate-iou"]),
-    ({"evaluate": {"threshold": 0.4}}, ["evaluate-iou", "render-overlays"]),
+    ({"evaluate": {"baseline_margin": 0.05}}, ["evaluate-iou"]),
+    ({"evaluate": {"threshold": 0.4}}, ["train-fcn", "evaluate-iou", "render-overlays"]),   # val IoU too
     ({"overlays": {"n_best_worst": 1}}, ["render-overlays"]),
 ])
 def test_a_param_change_reruns_exactly_its_stages(repo, change, expected):
@@ -148,11 +180,15 @@ def test_a_param_change_reruns_exactly_its_stages(repo, change, expected):
 
 
 @pytest.mark.parametrize("module, expected", [
-    ("fcnlab/seg/metrics.py", ["evaluate-iou", "render-overlays"]),
+    ("fcnlab/seg/metrics.py", ["train-fcn", "evaluate-iou", "render-overlays"]),   # validation IoU
     ("fcnlab/seg/demo_scenes.py", ["prepare-seg"]),
     ("fcnlab/seg/figures.py", ["render-overlays"]),
     ("fcnlab/seg/training.py", ["train-fcn"]),
     ("fcnlab/seg/predict.py", ["train-fcn", "evaluate-iou"]),
+    ("fcnlab/seg/geometry.py", FCN_STAGES),
+    ("fcnlab/seg/sources.py", ["prepare-seg"]),
+    ("fcnlab/seg/augment.py", ["train-fcn"]),
+    ("fcnlab/seg/callbacks.py", ["train-fcn"]),
     ("fcnlab/cae/model.py", ["train-cae"]),
     ("fcnlab/cae/explorer.html", ["plot-latent"]),
     ("fcnlab/core/io.py", ALL_STAGES),
@@ -184,7 +220,7 @@ def test_exp_run_with_a_param_override_and_exp_show(repo):
 
 def test_metrics_diff_between_experiments(repo):
     diff = json.loads(repo.dvc("metrics", "diff", "HEAD", "cae-three-epochs", "--json"))
-    change = diff["reports/train_cae/metrics.json"]["test.mse"]
+    change = diff["reports/train_cae/metrics.json"]["test_mse"]
     assert change["old"] != change["new"] and change["diff"] == pytest.approx(change["new"] - change["old"])
 
 

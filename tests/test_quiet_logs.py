@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from fcnlab.cae import cae_encoder
+from fcnlab.cae.model import cae_encoder
 from fcnlab.core.io import save_model
 
 NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers",

@@ -1,7 +1,8 @@
 """seg.max_megapixels: prepare-seg refuses to hold too many pixels, before reading or drawing any.
 
 The limit counts images x seg.image_size^2 (an npy image at its stored size while it is loaded,
-if that is larger); train-fcn needs about `TRAINING_BYTES_PER_PIXEL` bytes per pixel.
+if that is larger; a folder image under keep_aspect or none at its training scale, read from its
+header); train-fcn needs about `TRAINING_BYTES_PER_PIXEL` bytes per pixel.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def test_demo_over_the_limit_is_refused_before_any_digit_is_read(monkeypatch):
 
 def test_demo_within_the_limit_is_drawn():
     splits = demo_segmentation(2, 1, 1, image_size=32, seed=0, max_megapixels=4 * 32 * 32 / 1e6)
-    assert len(splits.train_images) == 2
+    assert len(splits.train) == 2
 
 
 def test_npy_header_claiming_a_huge_array_is_refused_without_reading_it(tmp_path, monkeypatch):
@@ -132,20 +133,48 @@ def test_npy_test_images_count_only_when_they_are_read(tmp_path):
     write_npy_source(tmp_path, test_labels=False)
     write_npy_header(tmp_path / "seg_test_imgs.npy", (10 ** 6, 4000, 4000, 3))
     splits = load_npy_source(tmp_path, 32, 0.2, seed=0, max_megapixels=10 * 40 * 48 / 1e6)
-    assert len(splits.train_images) == 8
+    assert len(splits.train) == 8
 
 
 def test_folder_counts_its_image_pairs_at_image_size_before_opening_any(tmp_path, monkeypatch):
     write_folder_source(tmp_path, n=10)
     monkeypatch.setattr(seg_data, "open_image", refuse_to_read)
-    with pytest.raises(FcnlabError, match="10 images of 64 x 64 px would hold 4.1e\\+04 pixels"):
+    with pytest.raises(FcnlabError, match="10 images at 64 x 64 px would hold 4.1e\\+04 pixels"):
         load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=0.04)
 
 
 def test_folder_within_the_limit_is_read(tmp_path):
     write_folder_source(tmp_path, n=10)
     splits = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=10 * 64 * 64 / 1e6)
-    assert len(splits.train_images) == 6
+    assert len(splits.train) == 6
+
+
+@pytest.mark.parametrize("resize, pixels, words", [
+    ("none", 10 * 48 * 40, "10 images at their own size"),
+    ("keep_aspect", 10 * 64 * 53, "10 images at their longer side 64 px"),      # 48 x 40 -> 64 x 53
+])
+def test_folder_counts_other_policies_at_their_training_scale_from_the_headers(tmp_path, monkeypatch,
+                                                                                resize, pixels, words):
+    write_folder_source(tmp_path, n=10, size=(48, 40))
+    with monkeypatch.context() as patched:
+        patched.setattr(seg_data, "open_image", refuse_to_read)
+        with pytest.raises(FcnlabError, match=words):
+            load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=(pixels - 1) / 1e6,
+                               resize=resize)
+    splits = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=pixels / 1e6, resize=resize)
+    assert sum(mask.size for split in splits.splits().values() for mask in split.masks) <= pixels
+
+
+def test_folder_image_larger_than_its_training_scale_counts_at_its_stored_size(tmp_path):
+    """keep_aspect shrinks a 400 x 300 image to 64 x 48, but it is held at 400 x 300 while read."""
+    write_folder_source(tmp_path, n=10, size=(400, 300))
+    pixels = 10 * 400 * 300
+    with pytest.raises(FcnlabError, match="would hold 1.2e\\+06 pixels"):
+        load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=(pixels - 1) / 1e6,
+                           resize="keep_aspect")
+    splits = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=pixels / 1e6,
+                                resize="keep_aspect")
+    assert {mask.shape for mask in splits.train.masks} == {(48, 64)}
 
 
 # --- The shipped default ----------------------------------------------------------------------
@@ -153,7 +182,10 @@ def test_folder_within_the_limit_is_read(tmp_path):
 
 def test_params_yaml_sets_a_limit_that_the_default_demo_fits_well_inside():
     seg = yaml.safe_load((ROOT / "params.yaml").read_text())["seg"]
-    demo_pixels = sum(seg["demo"].values()) * seg["image_size"] ** 2
+    demo = seg["demo"]
+    demo_pixels = (demo["n_train"] + demo["n_val"] + demo["n_test"]) * demo["image_size"] ** 2
     assert demo_pixels * 10 < seg["max_megapixels"] * 1e6
+    # ... and a real data set of a few hundred images at seg.image_size.
+    assert 300 * seg["image_size"] ** 2 < seg["max_megapixels"] * 1e6
     # ... and that keeps train-fcn's arrays within a few GB.
     assert seg["max_megapixels"] * 1e6 * TRAINING_BYTES_PER_PIXEL <= 8e9

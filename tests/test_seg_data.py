@@ -1,6 +1,8 @@
 """Segmentation data: the demo scenes, the seed's .npy files and image folders.
 
 Every test writes its own small files under tmp_path; none needs the network or shared data.
+Each source gives a `SegSplits` of per-split `SegSplit`s (lists of images and masks, which may
+differ in size under the keep_aspect and none resize policies).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from PIL import Image
 from conftest import ROOT
 
 from fcnlab.core.errors import FcnlabError
+from fcnlab.seg.arrays import load_geometry, load_prepared_split
 from fcnlab.seg.sources import (
     SegSplits,
     demo_digit_indices,
     demo_segmentation,
     load_folder_source,
     load_npy_source,
+    read_image_and_mask,
     segmentation_summary,
 )
 
@@ -31,11 +35,21 @@ SPLITS = ("train", "val", "test")
 
 
 def all_masks(splits: SegSplits) -> np.ndarray:
-    return np.concatenate([splits.train_masks, splits.val_masks, splits.test_masks])
+    """N x H x W: every split's masks, train then val then test (all one size)."""
+    return np.stack([mask for split in splits.splits().values() for mask in split.masks])
 
 
 def all_images(splits: SegSplits) -> np.ndarray:
-    return np.concatenate([splits.train_images, splits.val_images, splits.test_images])
+    """N x H x W x 3: every split's images, train then val then test (all one size)."""
+    return np.stack([image for split in splits.splits().values() for image in split.images])
+
+
+def images_of(splits: SegSplits, *names: str) -> np.ndarray:
+    return np.stack([image for name in names for image in getattr(splits, name).images])
+
+
+def masks_of(splits: SegSplits, *names: str) -> np.ndarray:
+    return np.stack([mask for name in names for mask in getattr(splits, name).masks])
 
 
 # --- Per-pixel baselines the demo must defeat -------------------------------------------------
@@ -86,22 +100,26 @@ def default_demo():
 def test_demo_same_seed_gives_identical_arrays():
     first = demo_segmentation(6, 2, 2, image_size=64, seed=3)
     second = demo_segmentation(6, 2, 2, image_size=64, seed=3)
-    for name, array in first.arrays().items():
-        assert array.tobytes() == second.arrays()[name].tobytes(), name
+    for name, split in first.splits().items():
+        again = second.splits()[name]
+        assert len(split) == len(again), name
+        for kind in ("images", "masks"):
+            for a, b in zip(getattr(split, kind), getattr(again, kind)):
+                assert a.tobytes() == b.tobytes(), f"{name} {kind}"
 
 
 def test_demo_different_seeds_give_different_scenes():
     first = demo_segmentation(6, 2, 2, image_size=64, seed=0)
     second = demo_segmentation(6, 2, 2, image_size=64, seed=1)
-    assert not np.array_equal(first.train_images, second.train_images)
-    assert not np.array_equal(first.train_masks, second.train_masks)
+    assert not np.array_equal(images_of(first, "train"), images_of(second, "train"))
+    assert not np.array_equal(masks_of(first, "train"), masks_of(second, "train"))
 
 
 @pytest.mark.parametrize("image_size", [32, 96])
 def test_demo_shapes_dtypes_and_binary_masks(image_size):
     splits = demo_segmentation(5, 3, 2, image_size=image_size, seed=0)
     for name, count in zip(SPLITS, (5, 3, 2)):
-        images, masks = getattr(splits, f"{name}_images"), getattr(splits, f"{name}_masks")
+        images, masks = getattr(splits, name).stacked()
         assert images.shape == (count, image_size, image_size, 3) and images.dtype == np.uint8
         assert masks.shape == (count, image_size, image_size) and masks.dtype == np.uint8
         assert set(np.unique(masks).tolist()) == {0, 1}
@@ -116,7 +134,7 @@ def test_demo_foreground_is_a_tenth_to_a_quarter_of_the_pixels(default_demo):
 
 def test_demo_foreground_is_not_found_by_any_intensity_threshold(default_demo):
     splits = default_demo
-    images, masks = splits.train_images, splits.train_masks
+    images, masks = splits.train.stacked()
     grey = np.rint(images @ np.array([0.299, 0.587, 0.114]))
     channels = [images[..., c] for c in range(3)]
     # Measured 0.12-0.14 for seeds 0-2: no better than calling every pixel foreground.
@@ -127,9 +145,8 @@ def test_demo_foreground_is_not_found_by_a_colour_lookup(default_demo):
     splits = default_demo
     # Fitted on train, scored on val + test: measured 0.12-0.15 for seeds 0-2 (again no better
     # than calling every pixel foreground; 0.26-0.29 when scored on its own training pixels).
-    iou = colour_lookup_iou(splits.train_images, splits.train_masks,
-                            np.concatenate([splits.val_images, splits.test_images]),
-                            np.concatenate([splits.val_masks, splits.test_masks]))
+    iou = colour_lookup_iou(images_of(splits, "train"), masks_of(splits, "train"),
+                            images_of(splits, "val", "test"), masks_of(splits, "val", "test"))
     assert iou < 0.25
 
 
@@ -195,9 +212,10 @@ def write_npy_source(folder, n_train=10, n_test=4, height=40, width=48, test_lab
 def test_npy_source_is_resized_and_split_by_val_fraction(tmp_path):
     write_npy_source(tmp_path, n_train=10, n_test=4)
     splits = load_npy_source(tmp_path, image_size=64, val_fraction=0.2, seed=0)
-    assert splits.train_images.shape == (8, 64, 64, 3) and splits.train_images.dtype == np.uint8
-    assert splits.val_images.shape == (2, 64, 64, 3)
-    assert splits.test_images.shape == (4, 64, 64, 3)
+    train_images = images_of(splits, "train")
+    assert train_images.shape == (8, 64, 64, 3) and train_images.dtype == np.uint8
+    assert images_of(splits, "val").shape == (2, 64, 64, 3)
+    assert images_of(splits, "test").shape == (4, 64, 64, 3)
     assert splits.test_split_note == "seg_test_labels.npy"
     masks = all_masks(splits)
     assert masks.shape == (14, 64, 64) and masks.dtype == np.uint8
@@ -208,8 +226,8 @@ def test_npy_source_is_resized_and_split_by_val_fraction(tmp_path):
 def test_npy_images_already_at_image_size_are_kept_exactly(tmp_path):
     train_images = write_npy_source(tmp_path, height=32, width=32)
     splits = load_npy_source(tmp_path, image_size=32, val_fraction=0.2, seed=0)
-    kept = np.concatenate([splits.train_images, splits.val_images])
-    assert sorted(map(bytes, kept)) == sorted(map(bytes, train_images))
+    kept = splits.train.images + splits.val.images
+    assert sorted(image.tobytes() for image in kept) == sorted(image.tobytes() for image in train_images)
 
 
 @pytest.mark.parametrize("to_float", [lambda x: x.astype(np.float32) / 255.0,
@@ -221,22 +239,22 @@ def test_npy_float_images_read_like_uint8(tmp_path, to_float):
     np.save(tmp_path / "float" / "seg_train_imgs.npy", to_float(train_images))
     as_uint8 = load_npy_source(tmp_path / "uint8", image_size=64, val_fraction=0.2, seed=0)
     as_float = load_npy_source(tmp_path / "float", image_size=64, val_fraction=0.2, seed=0)
-    np.testing.assert_array_equal(as_float.train_images, as_uint8.train_images)
+    np.testing.assert_array_equal(images_of(as_float, "train"), images_of(as_uint8, "train"))
 
 
 def test_npy_without_test_labels_tests_on_the_validation_split(tmp_path):
     write_npy_source(tmp_path, test_labels=False)
     splits = load_npy_source(tmp_path, image_size=64, val_fraction=0.3, seed=0)
-    np.testing.assert_array_equal(splits.test_images, splits.val_images)
-    np.testing.assert_array_equal(splits.test_masks, splits.val_masks)
+    np.testing.assert_array_equal(images_of(splits, "test"), images_of(splits, "val"))
+    np.testing.assert_array_equal(masks_of(splits, "test"), masks_of(splits, "val"))
     assert splits.test_split_note == "validation split (no seg_test_labels.npy given)"
 
 
 def test_npy_split_depends_only_on_the_seed(tmp_path):
     write_npy_source(tmp_path)
     first, again, other = (load_npy_source(tmp_path, 32, 0.5, seed) for seed in (0, 0, 1))
-    np.testing.assert_array_equal(first.val_images, again.val_images)
-    assert not np.array_equal(first.val_images, other.val_images)
+    np.testing.assert_array_equal(images_of(first, "val"), images_of(again, "val"))
+    assert not np.array_equal(images_of(first, "val"), images_of(other, "val"))
 
 
 def _save(name, array):
@@ -381,8 +399,9 @@ def test_folder_masks_stay_binary_and_keep_their_left_half(tmp_path):
 def test_folder_masks_coded_0_255_and_0_1_read_the_same(tmp_path):
     as_255 = load_folder(write_folder_source(tmp_path / "a", mask_encoding="0/255"))
     as_1 = load_folder(write_folder_source(tmp_path / "b", mask_encoding="0/1"))
-    for name, array in as_255.arrays().items():
-        np.testing.assert_array_equal(array, as_1.arrays()[name], err_msg=name)
+    for name in SPLITS:
+        np.testing.assert_array_equal(images_of(as_255, name), images_of(as_1, name), err_msg=name)
+        np.testing.assert_array_equal(masks_of(as_255, name), masks_of(as_1, name), err_msg=name)
 
 
 def test_folder_foreground_value_0_inverts_the_masks(tmp_path):
@@ -396,11 +415,11 @@ def test_folder_foreground_value_0_inverts_the_masks(tmp_path):
 def test_folder_split_follows_the_fractions_and_the_seed(tmp_path):
     write_folder_source(tmp_path)
     first = load_folder(tmp_path, val_fraction=0.3, test_fraction=0.2, seed=0)
-    assert (len(first.train_images), len(first.val_images), len(first.test_images)) == (5, 3, 2)
+    assert (len(first.train), len(first.val), len(first.test)) == (5, 3, 2)
     again = load_folder(tmp_path, val_fraction=0.3, test_fraction=0.2, seed=0)
     other = load_folder(tmp_path, val_fraction=0.3, test_fraction=0.2, seed=1)
-    np.testing.assert_array_equal(first.test_images, again.test_images)
-    assert not np.array_equal(first.train_images, other.train_images)
+    np.testing.assert_array_equal(images_of(first, "test"), images_of(again, "test"))
+    assert not np.array_equal(images_of(first, "train"), images_of(other, "train"))
     assert "test_fraction 0.2" in first.test_split_note
 
 
@@ -522,19 +541,147 @@ def test_image_size_must_be_a_multiple_of_32(tmp_path, source, image_size):
                          demo={"n_train": 2, "n_val": 1, "n_test": 1})
 
 
-def test_arrays_are_named_like_the_fields(tmp_path):
+def test_splits_are_named_like_the_fields_and_pair_each_image_with_its_mask(tmp_path):
     write_npy_source(tmp_path)
-    arrays = load_npy_source(tmp_path, 32, 0.2, seed=0).arrays()
-    assert sorted(arrays) == sorted(f"{split}_{kind}" for split in SPLITS for kind in ("images", "masks"))
+    splits = load_npy_source(tmp_path, 32, 0.2, seed=0)
+    assert list(splits.splits()) == list(SPLITS)
+    for name, split in splits.splits().items():
+        assert split is getattr(splits, name)
+        assert len(split.images) == len(split.masks) == len(split) > 0
+        assert [image.shape[:2] for image in split.images] == [mask.shape for mask in split.masks]
 
 
-def test_summary_is_json_with_counts_and_foreground_fractions(tmp_path):
+def test_summary_is_json_with_counts_foreground_fractions_and_size_ranges(tmp_path):
     write_npy_source(tmp_path, test_labels=False)
     summary = segmentation_summary(load_npy_source(tmp_path, 64, 0.2, seed=0))
+    square = {"height_px": [64, 64], "width_px": [64, 64]}
     assert json.loads(json.dumps(summary)) == {
-        "image_size": 64,
         "test_split_note": "validation split (no seg_test_labels.npy given)",
-        "train": {"count": 8, "foreground_fraction": 0.25},
-        "val": {"count": 2, "foreground_fraction": 0.25},
-        "test": {"count": 2, "foreground_fraction": 0.25},
+        "train": {"count": 8, "foreground_fraction": 0.25, **square},
+        "val": {"count": 2, "foreground_fraction": 0.25, **square},
+        "test": {"count": 2, "foreground_fraction": 0.25, **square},
     }
+
+
+# --- Resize policies: square (the seed's), keep_aspect, none ---------------------------------
+
+
+def test_npy_keep_aspect_brings_the_longer_side_to_image_size(tmp_path):
+    write_npy_source(tmp_path, height=40, width=48)
+    splits = load_npy_source(tmp_path, image_size=64, val_fraction=0.2, seed=0, resize="keep_aspect")
+    for split in splits.splits().values():
+        for image, mask in zip(split.images, split.masks):
+            assert image.shape == (53, 64, 3) and mask.shape == (53, 64)      # 40 x 48 * 64/48
+    masks = all_masks(splits)
+    assert set(np.unique(masks).tolist()) == {0, 1}
+    assert abs(masks.mean() - 0.25) < 0.02
+
+
+def test_npy_resize_none_keeps_every_image_and_mask_exactly(tmp_path):
+    train_images = write_npy_source(tmp_path, height=40, width=48)
+    splits = load_npy_source(tmp_path, image_size=64, val_fraction=0.2, seed=0, resize="none")
+    kept = splits.train.images + splits.val.images
+    assert sorted(image.tobytes() for image in kept) == sorted(image.tobytes() for image in train_images)
+    np.testing.assert_array_equal(all_masks(splits), quarter_masks(14, 40, 48))
+
+
+def test_folder_keep_aspect_gives_images_of_many_sizes_each_with_its_mask(tmp_path):
+    splits = load_folder(write_folder_source(tmp_path), image_size=64)
+    square_sizes = {image.shape[:2] for split in splits.splits().values() for image in split.images}
+    assert square_sizes == {(64, 64)}
+    splits = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, resize="keep_aspect")
+    sizes = []
+    for split in splits.splits().values():
+        for image, mask in zip(split.images, split.masks):
+            assert image.shape[:2] == mask.shape and image.dtype == mask.dtype == np.uint8
+            assert max(mask.shape) == 64
+            assert set(np.unique(mask).tolist()) == {0, 1}
+            sizes.append(mask.shape)
+    expected = sorted((round(h * 64 / max(w, h)), round(w * 64 / max(w, h))) for _, _, (w, h), _ in FOLDER_PAIRS)
+    assert sorted(sizes) == expected
+    summary = segmentation_summary(splits)
+    heights = [h for h, _ in sizes]
+    assert min(summary[name]["height_px"][0] for name in SPLITS) == min(heights)
+    assert max(summary[name]["width_px"][1] for name in SPLITS) == 64
+
+
+def test_folder_resize_none_keeps_each_image_at_its_own_size(tmp_path):
+    splits = load_folder_source(write_folder_source(tmp_path), 64, 1, 0.2, 0.2, seed=0, resize="none")
+    masks = [mask for split in splits.splits().values() for mask in split.masks]
+    assert sorted(mask.shape for mask in masks) == sorted((h, w) for _, _, (w, h), _ in FOLDER_PAIRS)
+    for mask in masks:
+        np.testing.assert_array_equal(mask, left_half_mask(mask.shape[::-1]))
+
+
+@pytest.mark.parametrize("resize, expected", [("square", (64, 64)), ("keep_aspect", (53, 64)),
+                                              ("none", (80, 96))])
+def test_read_image_and_mask_brings_one_pair_to_the_training_scale(tmp_path, resize, expected):
+    pixels = np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "image.png")
+    Image.fromarray(left_half_mask((96, 80)) * 255).save(tmp_path / "mask.png")
+    image, mask = read_image_and_mask(tmp_path / "image.png", tmp_path / "mask.png", resize, 64, 1)
+    assert image.shape == expected + (3,) and image.dtype == np.uint8
+    assert mask.shape == expected and set(np.unique(mask).tolist()) == {0, 1}
+    assert mask[:, : expected[1] // 2].all() and not mask[:, expected[1] // 2 + 1:].any()
+    if resize == "none":
+        np.testing.assert_array_equal(image, pixels)
+    inverted = read_image_and_mask(tmp_path / "image.png", tmp_path / "mask.png", resize, 64, 0)[1]
+    np.testing.assert_array_equal(inverted, 1 - mask)
+
+
+# --- prepare-seg: what it writes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resize, size", [("square", (64, 64)), ("keep_aspect", (53, 64)), ("none", (40, 48))])
+def test_prepare_seg_writes_the_splits_and_the_geometry_it_used(tmp_path, resize, size):
+    write_npy_source(tmp_path / "npy", height=40, width=48)
+    prepare_seg_with(tmp_path, source="npy", path=str(tmp_path / "npy"), resize=resize, image_size=64)
+    out = tmp_path / "out"
+    assert load_geometry(out) == {"resize": resize, "image_size": 64}
+    expected = load_npy_source(tmp_path / "npy", 64, 0.2, seed=0, resize=resize)
+    for name in SPLITS:
+        split = load_prepared_split(out, name)
+        assert {mask.shape for mask in split.masks} == {size}
+        np.testing.assert_array_equal(np.stack(split.images), images_of(expected, name))
+        np.testing.assert_array_equal(np.stack(split.masks), masks_of(expected, name))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["source"] == "npy" and summary["resize"] == resize and summary["image_size"] == 64
+    assert summary["train"]["height_px"] == [size[0]] * 2 and summary["train"]["width_px"] == [size[1]] * 2
+
+
+def test_prepare_seg_draws_the_demo_at_its_own_size_as_square(tmp_path):
+    prepare_seg_with(tmp_path, source="demo", resize="keep_aspect", image_size=512,
+                     demo={"image_size": 64, "n_train": 3, "n_val": 2, "n_test": 2})
+    assert load_geometry(tmp_path / "out") == {"resize": "square", "image_size": 64}
+    expected = demo_segmentation(3, 2, 2, image_size=64, seed=0)
+    for name in SPLITS:
+        split = load_prepared_split(tmp_path / "out", name)
+        np.testing.assert_array_equal(np.stack(split.images), images_of(expected, name))
+        np.testing.assert_array_equal(np.stack(split.masks), masks_of(expected, name))
+
+
+@pytest.mark.parametrize("demo_size", [48, 0, 2048])
+def test_demo_image_size_must_be_a_multiple_of_32(tmp_path, demo_size):
+    with pytest.raises(FcnlabError, match="seg.demo.image_size must be an integer in .* multiple of 32"):
+        prepare_seg_with(tmp_path, source="demo", image_size=64, demo={"image_size": demo_size})
+
+
+def test_resize_must_be_a_known_policy(tmp_path):
+    with pytest.raises(FcnlabError, match="seg.resize must be one of square, keep_aspect, none"):
+        prepare_seg_with(tmp_path, source="demo", resize="stretch")
+
+
+def test_prepare_seg_warns_when_the_training_masks_are_almost_empty(tmp_path, capsys):
+    write_folder_source(tmp_path / "folder", mask_encoding="0/255")
+    for mask in (tmp_path / "folder" / "masks").iterdir():
+        with Image.open(mask) as opened:
+            size = opened.size
+        Image.new("L", size, 0).save(mask)                  # no foreground anywhere
+    prepare_seg_with(tmp_path, source="folder", path=str(tmp_path / "folder"), image_size=64)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "seg.foreground_value" in warnings[0]
+
+    shutil.rmtree(tmp_path / "folder")
+    write_folder_source(tmp_path / "folder")
+    prepare_seg_with(tmp_path, source="folder", path=str(tmp_path / "folder"), image_size=64)
+    assert "warning:" not in capsys.readouterr().err

@@ -164,6 +164,28 @@ def test_per_image_empty_truth_and_prediction_score_one_and_one_sided_zero():
     assert [row["foreground_fraction"] for row in rows] == [0.0, 0.0625, 0.0]
 
 
+def test_per_image_metrics_take_lists_of_masks_of_different_sizes():
+    """Images at their own resolution: one row per image, each scored on its own pixels, and the
+    pixels of all of them together give the whole-set metrics."""
+    sizes = [(16, 24), (9, 5), (32, 32)]
+    truth = [random_masks(size, 0.3, seed=20 + i) for i, size in enumerate(sizes)]
+    predicted = [random_masks(size, 0.4, seed=30 + i) for i, size in enumerate(sizes)]
+    rows = sm.per_image_metrics(truth, predicted)
+    assert [row["index"] for row in rows] == [0, 1, 2]
+    for row, t, p in zip(rows, truth, predicted):
+        alone = sm.segmentation_metrics(t, p)
+        assert row["iou"] == alone["iou"]["foreground"] and row["dice"] == alone["dice"]
+    everything = sm.pixels(truth)
+    assert everything.shape == (16 * 24 + 9 * 5 + 32 * 32,)
+    np.testing.assert_array_equal(sm.confusion_matrix(everything, sm.pixels(predicted)),
+                                  bincount_confusion(np.concatenate([t.ravel() for t in truth]),
+                                                     np.concatenate([p.ravel() for p in predicted])))
+    with pytest.raises(ValueError, match="must match"):
+        sm.per_image_metrics(truth, predicted[:2] + [predicted[2][:16]])
+    with pytest.raises(ValueError, match="3 true masks but 2"):
+        sm.per_image_metrics(truth, predicted[:2])
+
+
 # --- IoU against the threshold ------------------------------------------------------------------
 
 

@@ -96,15 +96,16 @@ def save_split_arrays(directory, name: str, **arrays: list[np.ndarray]) -> None:
 # --- Reading ----------------------------------------------------------------------------------
 
 
-def load_geometry(path) -> dict:
-    """A geometry record ({"resize", "image_size", ...}) from prepare-seg's folder or a model's sidecar."""
+def load_geometry(path, fix: str = PREPARED_FIX) -> dict:
+    """A geometry record ({"resize", "image_size", ...}) from prepare-seg's folder or a model's
+    sidecar; `fix` is what the error tells the user to do."""
     path = Path(path)
     path = path / GEOMETRY_FILE if path.is_dir() else path
     record = load_json(path)
     if (not isinstance(record, dict) or record.get("resize") not in RESIZE_POLICIES
             or isinstance(record.get("image_size"), bool) or not isinstance(record.get("image_size"), int)):
         raise FcnlabError(f"{path}: not a geometry record ({{\"resize\": one of {', '.join(RESIZE_POLICIES)}, "
-                          f"\"image_size\": an integer}}); {PREPARED_FIX}")
+                          f"\"image_size\": an integer}}); {fix}")
     return record
 
 
