@@ -77,6 +77,10 @@ class PipelineRepo:
         """The top-level `plots:` entries of the repo's dvc.yaml (a dict per chart, a path per image)."""
         return yaml.safe_load((self.path / "dvc.yaml").read_text())["plots"]
 
+    def dvc_yaml_artifacts(self) -> dict:
+        """The `artifacts:` entries of the repo's dvc.yaml (DVC's model registry)."""
+        return yaml.safe_load((self.path / "dvc.yaml").read_text())["artifacts"]
+
     def git(self, *args: str) -> str:
         return self._run(["git", *args])
 

@@ -5,6 +5,7 @@ then no-op and forced reruns, param changes, a module edit, experiments, a queue
 versioning through a remote and a fresh clone, and the HTML report.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, playwright_sync_api
 from pipeline_repo import PipelineRepo
@@ -251,6 +253,14 @@ def test_queued_sweep_runs_with_two_workers(repo):
     assert "sweep-bs16" in shown and "sweep-bs64" in shown
 
 
+def test_metrics_show_and_exp_show_only_changed_fit_in_160_columns(repo):
+    for command in (["metrics", "show"], ["exp", "show", "--only-changed", "--no-pager"]):
+        shown = repo.dvc(*command)
+        width = max(len(line) for line in shown.splitlines())
+        print(f"dvc {' '.join(command)}: {width} columns\n{shown}")
+        assert width <= 160, shown
+
+
 # --- 4. Data versioning: own data tracked with dvc add, shared through a remote -----------------
 
 
@@ -273,6 +283,20 @@ def test_own_data_with_dvc_add_push_clone_and_pull(repo, tmp_path):
     assert "Data and pipelines are up to date." in clone.dvc("status")
     assert clone.output_hashes() == repo.output_hashes()
     assert json.loads(clone.dvc("metrics", "show", "--json")) == json.loads(repo.dvc("metrics", "show", "--json"))
+
+
+def test_dvc_artifacts_get_fetches_the_fcn_from_the_repo_and_its_remote(repo, tmp_path):
+    """The models are registry artifacts: `dvc artifacts get` finds them by name in the repo (as
+    pushed by the previous test) and downloads the file from its DVC remote."""
+    listed = {name: spec for name, spec in repo.dvc_yaml_artifacts().items()}
+    assert set(listed) == {"fcn8s-vgg16", "cae-encoder", "cae-decoder"}
+    assert all(spec["type"] == "model" and spec["desc"] and spec["labels"] for spec in listed.values())
+    repo.dvc("push")                                               # the FCN of the current commit
+    out = tmp_path / "fetched.keras"
+    repo.dvc("artifacts", "get", str(repo.path), "fcn8s-vgg16", "-o", str(out))
+    lock = yaml.safe_load(repo.git("show", "HEAD:dvc.lock"))
+    committed = {o["path"]: o["md5"] for o in lock["stages"]["train-fcn"]["outs"]}
+    assert hashlib.md5(out.read_bytes()).hexdigest() == committed["models/fcn/fcn8s_vgg16.keras"]
 
 
 # --- 5. The report ----------------------------------------------------------------------------------
