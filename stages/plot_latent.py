@@ -49,7 +49,7 @@ def main(args):
     save_text(args.explorer_html, explorer_html(test_z, test_y, explorer_z1, explorer_z2,
                                                 decode(decoder, explorer_points)))
     accuracy = knn_accuracy(train_z, data["train_y"], test_z, test_y, k)
-    save_json(args.metrics, {"knn_accuracy": round(accuracy, 6)})
+    save_json(args.metrics, {"knn_acc": round(accuracy, 6)})
     save_json(args.details, {"knn_k": k,
                              "decoded_points": [[round(float(a), 6), round(float(b), 6)] for a, b in points]})
     print(f"plot-latent: {k}-NN accuracy of 2-D test latents {accuracy:.3f}")

@@ -39,7 +39,7 @@ def main(args):
                                       data["test_y"][:n_examples]), args.figure)
     save_model(encoder, args.encoder)
     save_model(decoder, args.decoder)
-    save_json(args.metrics, {"test_mse": metrics["test"]["mse"], "test_psnr_db": metrics["test"]["psnr_db"]})
+    save_json(args.metrics, {"test_mse": metrics["test"]["mse"], "psnr_db": metrics["test"]["psnr_db"]})
     save_json(args.details, metrics)
     print(f"train-cae: test MSE {metrics['test']['mse']:.5f}, PSNR {metrics['test']['psnr_db']:.2f} dB")
 

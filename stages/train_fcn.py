@@ -63,7 +63,7 @@ def main(args):
     save_json(args.geometry, geometry)
     save_csv(args.epochs, epoch_rows(record))
     best = None if record.best_val_mean_iou is None else round(record.best_val_mean_iou, 6)
-    save_json(args.metrics, {"val_mean_iou": best, "kept_epoch": record.kept_epoch})
+    save_json(args.metrics, {"val_miou": best, "kept_epoch": record.kept_epoch})
     save_json(args.details, {
         "epochs_run": record.epochs_run, "kept_epoch": record.kept_epoch, "best_epoch": record.best_epoch,
         "best_val_mean_iou": best, "parameters": int(model.count_params()),

@@ -183,12 +183,13 @@ def beats_baselines(model_metrics: dict, baseline_metrics: dict[str, dict], marg
 
 
 def headline_metrics(model_metrics: dict, baseline_metrics: dict[str, dict], learned: bool) -> dict:
-    """The few numbers to compare across runs (`dvc metrics show`): the model's mean IoU,
-    foreground IoU, Dice and pixel accuracy, the best baseline's mean IoU, and `beats_baselines`."""
+    """The few numbers to compare across runs, with names short enough for `dvc metrics show` to
+    fit a terminal: the model's mean IoU (miou), foreground IoU, Dice, pixel accuracy, the best
+    baseline's mean IoU (base_miou) and whether the model beats it (learned: `beats_baselines`)."""
     best = max((b["mean_iou"] for b in baseline_metrics.values() if b["mean_iou"] is not None), default=None)
-    return {"mean_iou": model_metrics["mean_iou"], "fg_iou": model_metrics["iou"]["foreground"],
-            "dice": model_metrics["dice"], "pixel_accuracy": model_metrics["pixel_accuracy"],
-            "baseline_mean_iou": best, "beats_baselines": learned}
+    return {"miou": model_metrics["mean_iou"], "fg_iou": model_metrics["iou"]["foreground"],
+            "dice": model_metrics["dice"], "accuracy": model_metrics["pixel_accuracy"],
+            "base_miou": best, "learned": learned}
 
 
 def grayscale(images) -> np.ndarray:
