@@ -222,7 +222,7 @@ def cae_workspace(tmp_path):
         return ["--params", str(params_file(strategy)), "--data", str(tmp_path / "data"),
                 "--encoder", str(out / "encoder.keras"), "--decoder", str(out / "decoder.keras"),
                 "--live", str(out / "live"), "--metrics", str(out / "metrics.json"),
-                "--figure", str(out / "reconstructions.png")]
+                "--details", str(out / "details.json"), "--figure", str(out / "reconstructions.png")]
 
     return stage_args
 
@@ -282,7 +282,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, 
 
     chief, other = tmp_path / "worker0", tmp_path / "worker1"
     assert sorted(p.relative_to(chief).as_posix() for p in chief.rglob("*") if p.is_file()) == [
-        "decoder.keras", "encoder.keras", "live/metrics.json", "live/plots/metrics/eval/loss.tsv",
+        "decoder.keras", "details.json", "encoder.keras", "live/metrics.json", "live/plots/metrics/eval/loss.tsv",
         "live/plots/metrics/train/loss.tsv", "metrics.json", "reconstructions.png"]
     assert not other.exists(), sorted(other.rglob("*"))
     assert "non-chief worker" in outputs[1]
@@ -295,6 +295,6 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, 
         for a, b in zip(ours, theirs):
             np.testing.assert_allclose(a, b, rtol=0, atol=WEIGHT_ATOL)
     # The metrics come from predict, whose per-worker halves are gathered back in order.
-    ours, theirs = load_json(chief / "metrics.json"), load_json(reference / "metrics.json")
+    ours, theirs = load_json(chief / "details.json"), load_json(reference / "details.json")
     for split in ("train", "test"):
         assert ours[split]["mse"] == pytest.approx(theirs[split]["mse"], abs=1e-6)
