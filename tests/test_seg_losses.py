@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fcnlab.seg.losses import (DICE_SMOOTH, EPSILON, LOSSES, class_weights, foreground_fraction,
+from fcnlab.seg.arrays import foreground_fraction
+from fcnlab.seg.losses import (DICE_SMOOTH, EPSILON, LOSSES, class_weights,
                                segmentation_loss)
 
 

@@ -56,8 +56,16 @@ class SegSplit:
         return np.stack(self.images), np.stack(self.masks)
 
     def foreground_fraction(self) -> float:
-        pixels = sum(mask.size for mask in self.masks)
-        return float(sum(int(np.count_nonzero(mask)) for mask in self.masks) / pixels) if pixels else 0.0
+        return foreground_fraction(self.masks)
+
+
+def foreground_fraction(masks) -> float:
+    """Share of foreground (non-zero) pixels in `masks`: a mask array, or a list of masks of any sizes."""
+    arrays = [np.asarray(m) for m in masks] if isinstance(masks, (list, tuple)) else [np.asarray(masks)]
+    total = sum(a.size for a in arrays)
+    if total == 0:
+        raise ValueError("foreground_fraction needs at least one mask pixel, got none")
+    return sum(int(np.count_nonzero(a)) for a in arrays) / total
 
 
 # --- Writing ----------------------------------------------------------------------------------

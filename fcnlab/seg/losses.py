@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 from keras import ops
 
 LOSSES = ("crossentropy", "weighted_crossentropy", "dice", "crossentropy_dice")
@@ -42,15 +41,6 @@ DICE_SMOOTH = 1.0
 # foreground pixels in a large training set would get weights in the thousands, and one batch
 # that holds them would swamp every other step's gradient.
 MIN_FRACTION = 0.01
-
-
-def foreground_fraction(masks) -> float:
-    """Share of foreground (non-zero) pixels in `masks`: a mask array, or a list of masks of any sizes."""
-    arrays = [np.asarray(m) for m in masks] if isinstance(masks, (list, tuple)) else [np.asarray(masks)]
-    total = sum(a.size for a in arrays)
-    if total == 0:
-        raise ValueError("foreground_fraction needs at least one mask pixel, got none")
-    return sum(int(np.count_nonzero(a)) for a in arrays) / total
 
 
 def class_weights(foreground_fraction: float, min_fraction: float = MIN_FRACTION) -> tuple[float, float]:
