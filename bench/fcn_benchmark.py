@@ -107,7 +107,7 @@ def worker_fcnlab_train(cfg):
     import keras
     import numpy as np
     from fcnlab.seg.model import fcn8s_vgg16
-    from fcnlab.seg.predict import predict_in_batches
+    from fcnlab.core.batches import predict_in_batches
     from fcnlab.seg.speedups import encoder_features_model, with_dtype_policy
     from fcnlab.seg.training import train_fcn
 

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 
 from fcnlab.seg.model import fcn8s_vgg16
-from fcnlab.seg.predict import predict_foreground, predict_in_batches
+from fcnlab.core.batches import predict_in_batches
+from fcnlab.seg.predict import predict_foreground
 from fcnlab.seg.speedups import encoder_features_model, encoder_is_frozen, fast_twin, head_model
 from fcnlab.seg.training import TrainingRecord, epoch_rows, one_hot_masks, shuffled_batches, train_fcn
 from fcnlab.core.reproducibility import seed_everything

@@ -253,12 +253,19 @@ def test_queued_sweep_runs_with_two_workers(repo):
     assert "sweep-bs16" in shown and "sweep-bs64" in shown
 
 
-def test_metrics_show_fits_in_160_columns(repo):
-    for command in (["metrics", "show"],):
-        shown = repo.dvc(*command)
-        width = max(len(line) for line in shown.splitlines())
-        print(f"dvc {' '.join(command)}: {width} columns\n{shown}")
-        assert width <= 160, shown
+def test_metrics_show_and_exp_show_fit_in_160_columns(repo):
+    """After the experiments above (a param override and a two-run sweep), both tables a user
+    reads first stay readable in a terminal: DVC users complain of 2,000-column ones."""
+    repo.env["COLUMNS"] = "1000"              # exp show's table shrinks to the terminal: measure it whole
+    try:
+        for command in (["metrics", "show"], ["exp", "show", "--only-changed", "--no-pager"]):
+            shown = repo.dvc(*command)
+            width = max(len(line) for line in shown.splitlines())
+            print(f"dvc {' '.join(command)}: {width} columns\n{shown}")
+            assert width <= 160, shown
+    finally:
+        del repo.env["COLUMNS"]
+    assert "sweep-bs16" in shown and "cae.batch_size" in shown and "test_mse" in shown, shown
 
 
 # --- 4. Data versioning: own data tracked with dvc add, shared through a remote -----------------

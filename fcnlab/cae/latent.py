@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from fcnlab.cae.data import DIGIT_SIDE_PX
+from fcnlab.core.batches import predict_in_batches
 from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import describe_shapes, single_io_shape
 
@@ -17,13 +18,13 @@ LATENT_DIM = 2
 
 def encode(encoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """N x 28 x 28 x 1 images -> N x 2 latent coordinates."""
-    return encoder.predict(images, batch_size=batch_size, verbose=0).reshape(len(images), -1)
+    return predict_in_batches(encoder, images, batch_size).reshape(len(images), -1)
 
 
 def decode(decoder, points: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """N x 2 latent points -> N x 28 x 28 decoded images (the seed's "generated fake image")."""
     points = np.asarray(points, dtype=np.float32).reshape(-1, 1, 1, 2)
-    return decoder.predict(points, batch_size=batch_size, verbose=0).reshape(-1, DIGIT_SIDE_PX, DIGIT_SIDE_PX)
+    return predict_in_batches(decoder, points, batch_size).reshape(-1, DIGIT_SIDE_PX, DIGIT_SIDE_PX)
 
 
 def knn_accuracy(train_latents, train_labels, test_latents, test_labels, k: int = 5) -> float:

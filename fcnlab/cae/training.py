@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from fcnlab.cae.model import cae_autoencoder, cae_decoder, cae_encoder
+from fcnlab.core.batches import predict_in_batches
 
 
 def train_cae(train_x: np.ndarray, test_x: np.ndarray, epochs: int, batch_size: int,
@@ -26,11 +27,23 @@ def train_cae(train_x: np.ndarray, test_x: np.ndarray, epochs: int, batch_size: 
         encoder, decoder = cae_encoder(), cae_decoder()
         autoencoder = cae_autoencoder(encoder, decoder)
         autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
-    autoencoder.fit(train_x, train_x, validation_data=(test_x, test_x), epochs=epochs,
-                    batch_size=batch_size, shuffle=True, callbacks=list(callbacks), verbose=2)
+    autoencoder.fit(_pairs(train_x, batch_size, shuffle=True), validation_data=_pairs(test_x, batch_size),
+                    epochs=epochs, shuffle=False, callbacks=list(callbacks), verbose=2)
     if strategy is not None and strategy is not tf.distribute.get_strategy():
         encoder, decoder = _with_weights(cae_encoder(), encoder), _with_weights(cae_decoder(), decoder)
     return encoder, decoder
+
+
+def _pairs(images: np.ndarray, batch_size: int, shuffle: bool = False):
+    """(image, image) batches as a tf.data stream with no `map`: Keras' own array input maps, and a
+    mapped stream under op determinism makes TensorFlow log a harmless `E0000 ...
+    use_unbounded_threadpool` line (a TensorFlow bug) that reads like an error."""
+    import tensorflow as tf
+
+    stream = tf.data.Dataset.from_tensor_slices((images, images))
+    if shuffle:                     # every epoch a new order, from the seed of seed_everything
+        stream = stream.shuffle(len(images), reshuffle_each_iteration=True)
+    return stream.batch(batch_size)
 
 
 def _with_weights(model, trained):
@@ -39,8 +52,8 @@ def _with_weights(model, trained):
 
 
 def reconstruct(encoder, decoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    latents = encoder.predict(images, batch_size=batch_size, verbose=0)
-    return decoder.predict(latents, batch_size=batch_size, verbose=0)
+    latents = predict_in_batches(encoder, images, batch_size)
+    return predict_in_batches(decoder, latents, batch_size)
 
 
 def reconstruction_metrics(images: np.ndarray, reconstructions: np.ndarray) -> dict:

@@ -20,31 +20,11 @@ import weakref
 
 import numpy as np
 
+from fcnlab.core.batches import predict_in_batches
 from fcnlab.core.errors import FcnlabError
 from fcnlab.seg.geometry import pad_to_size, padded_size
 from fcnlab.seg.speedups import check_precision, fast_twin, is_fcn8s, with_dtype_policy
 from fcnlab.seg.tiling import needs_tiling, predict_tiled
-
-
-def predict_in_batches(model, inputs: np.ndarray, batch_size: int):
-    """`model.predict(inputs)` as float32 NumPy, batch by batch through `predict_on_batch`.
-
-    A short last batch is padded with copies of its last item (and the copies dropped), so
-    every batch has one shape and the graph is traced once.
-    """
-    if len(inputs) == 0:
-        raise ValueError("predict_in_batches: no inputs")
-    batches = []
-    for start in range(0, len(inputs), batch_size):
-        batch = np.asarray(inputs[start:start + batch_size], dtype=np.float32)
-        kept = len(batch)
-        if kept < batch_size and start > 0:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - kept, axis=0)])
-        outputs = model.predict_on_batch(batch)
-        single = not isinstance(outputs, (list, tuple))
-        batches.append([np.asarray(o, dtype=np.float32)[:kept] for o in ([outputs] if single else outputs)])
-    merged = [np.concatenate(parts) for parts in zip(*batches)]
-    return merged[0] if single else merged
 
 
 def predict_foreground(model, images: np.ndarray, batch_size: int = 8, precision: str = "float32") -> np.ndarray:

@@ -45,7 +45,8 @@ from fcnlab.seg.augment import NO_AUGMENTATION, Augmentation, augment_dataset
 from fcnlab.seg.callbacks import KeepBestEpoch, ValidationIoU, early_stopping, lr_schedule_callback
 from fcnlab.seg.arrays import foreground_fraction
 from fcnlab.seg.losses import class_weights, segmentation_loss
-from fcnlab.seg.predict import predict_images, predict_in_batches
+from fcnlab.core.batches import predict_in_batches
+from fcnlab.seg.predict import predict_images
 from fcnlab.seg.speedups import (FusedAdam, check_precision, encoder_features_model, encoder_is_frozen,
                                  fast_twin, head_model, with_dtype_policy)
 
