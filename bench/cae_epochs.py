@@ -91,7 +91,7 @@ def measure_run(data, epoch_counts, batch_size, learning_rate, seed):
     checkpoints.start()
     with contextlib.redirect_stdout(io.StringIO()):  # train_cae's per-epoch Keras log
         train_cae(data.train_x, data.test_x, max(epoch_counts), batch_size, learning_rate,
-                  callbacks=[checkpoints.callback()])
+                  callbacks=[checkpoints.callback()], seed=seed)
     return checkpoints.rows
 
 

@@ -27,7 +27,7 @@ def main(args):
     seed_everything(seed)
     encoder, decoder = train_cae(data["train_x"], data["test_x"], epochs, batch_size, learning_rate,
                                  callbacks=[stop_if_diverged("cae.learning_rate")]
-                                 + ([live_callback(args.live)] if chief else []), strategy=strategy)
+                                 + ([live_callback(args.live)] if chief else []), strategy=strategy, seed=seed)
     if not chief:
         print("train-cae: trained as a non-chief worker (TF_CONFIG); the chief writes the outputs")
         return

@@ -252,31 +252,7 @@ def free_ports(n):
 
 
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, cae_workspace):
-    ports = free_ports(2)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    workers, logs = [], []
-    started = time.monotonic()
-    try:
-        for index in range(2):
-            logs.append(open(tmp_path / f"worker{index}.log", "w"))
-            workers.append(subprocess.Popen(
-                [sys.executable, str(ROOT / "stages" / "train_cae.py"),
-                 *cae_workspace("multi_worker", tmp_path / f"worker{index}")],
-                cwd=ROOT, env={**env, "TF_CONFIG": tf_config(ports, index)},
-                stdout=logs[-1], stderr=subprocess.STDOUT, text=True))
-        single = run_script("train_cae.py", *cae_workspace("auto", tmp_path / "single"), timeout=300,
-                            env_extra={"TF_CONFIG": ""})  # meanwhile: the one-process reference
-        deadline = started + WORKER_TIMEOUT_SECONDS
-        codes = [worker.wait(timeout=max(1.0, deadline - time.monotonic())) for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-        for log in logs:
-            log.close()
-    print(f"two workers and the reference: {time.monotonic() - started:.1f} s")
-    outputs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    codes, outputs, single = run_two_workers_and_one_process("train_cae.py", cae_workspace, tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
     assert codes == [0, 0], "\n\n".join(out[-3000:] for out in outputs)
 
@@ -298,3 +274,96 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, 
     ours, theirs = load_json(chief / "details.json"), load_json(reference / "details.json")
     for split in ("train", "test"):
         assert ours[split]["mse"] == pytest.approx(theirs[split]["mse"], abs=1e-6)
+
+
+# --- FCN-8s: two real train-fcn processes ------------------------------------------------------
+
+
+@pytest.fixture
+def fcn_workspace(tmp_path):
+    """Tiny demo scenes (8 train, 4 val at 64 px) prepared by the real prepare-seg, and params for
+    one epoch of a narrow FCN-8s with a global batch of 4 (2 + 2 on two workers)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["seg"].update(source="demo", demo={"image_size": 64, "n_train": 8, "n_val": 4, "n_test": 4})
+    # Cross-entropy: a per-pixel loss, so half batches on two workers sum to the whole batch's
+    # gradient (Dice is one number per batch: each worker's Dice covers its half, fcnlab.seg.losses).
+    # Augmentation on: the default stream, whose order and draws come from the seed, not TF state.
+    params["fcn"].update(head_width=8, epochs=1, batch_size=4, patch_size=None, augment=True,
+                         loss="crossentropy", seed=0)
+    prepared = run_script("prepare_seg.py", "--params", str(write_params(tmp_path, params, "prepare")),
+                          "--out", str(tmp_path / "data"), "--summary", str(tmp_path / "summary.json"))
+    assert prepared.returncode == 0, prepared.stderr
+
+    def stage_args(strategy, out):
+        path = write_params(tmp_path, {**params, "train": {"strategy": strategy}}, strategy)
+        return ["--params", str(path), "--data", str(tmp_path / "data"), "--model", str(out / "model.keras"),
+                "--geometry", str(out / "model.geometry.json"), "--live", str(out / "live"),
+                "--epochs", str(out / "epochs.csv"), "--metrics", str(out / "metrics.json"),
+                "--details", str(out / "details.json")]
+
+    return stage_args
+
+
+def write_params(folder, params, name):
+    path = folder / f"params_{name}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def run_two_workers_and_one_process(script, stage_args, tmp_path):
+    """Start two workers of `script` on 127.0.0.1 and, meanwhile, the one-process reference.
+    Returns (worker exit codes, worker logs, the reference's CompletedProcess)."""
+    ports = free_ports(2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workers, logs = [], []
+    started = time.monotonic()
+    try:
+        for index in range(2):
+            logs.append(open(tmp_path / f"worker{index}.log", "w"))
+            workers.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "stages" / script), *stage_args("multi_worker", tmp_path / f"worker{index}")],
+                cwd=ROOT, env={**env, "TF_CONFIG": tf_config(ports, index)},
+                stdout=logs[-1], stderr=subprocess.STDOUT, text=True))
+        single = run_script(script, *stage_args("auto", tmp_path / "single"), timeout=300,
+                            env_extra={"TF_CONFIG": ""})
+        deadline = started + WORKER_TIMEOUT_SECONDS
+        codes = [worker.wait(timeout=max(1.0, deadline - time.monotonic())) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        for log in logs:
+            log.close()
+    print(f"two workers and the reference: {time.monotonic() - started:.1f} s")
+    return codes, [(tmp_path / f"worker{i}.log").read_text() for i in range(2)], single
+
+
+def test_two_fcn_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, fcn_workspace):
+    """Under the strategy FusedAdam falls back to Keras' Adam (the one process keeps FusedAdam):
+    the same numbers up to float rounding, which is what the weight comparison checks."""
+    codes, outputs, single = run_two_workers_and_one_process("train_fcn.py", fcn_workspace, tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert codes == [0, 0], "\n\n".join(out[-3000:] for out in outputs)
+
+    chief, other, reference = tmp_path / "worker0", tmp_path / "worker1", tmp_path / "single"
+    assert sorted(p.name for p in chief.iterdir()) == sorted(p.name for p in reference.iterdir())
+    assert not other.exists(), sorted(other.rglob("*"))
+    assert "non-chief worker" in outputs[1]
+    ours, theirs = load_model(chief / "model.keras").get_weights(), load_model(reference / "model.keras").get_weights()
+    assert len(ours) == len(theirs) > 30
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, fcn8s_initial_weights()))
+    assert moved > 100 * WEIGHT_ATOL           # training changed the weights: the comparison means something
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=0, atol=WEIGHT_ATOL)
+    assert load_json(chief / "metrics.json") == pytest.approx(load_json(reference / "metrics.json"), abs=1e-6)
+
+
+def fcn8s_initial_weights():
+    """The weights train-fcn starts from (same seed, same architecture as the fixture's params)."""
+    from fcnlab.seg.model import fcn8s_vgg16
+
+    seed_everything(0)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["fcn"]
+    return fcn8s_vgg16(n_classes=2, encoder_weights="none", head_width=8, freeze_encoder=params["freeze_encoder"],
+                       score_relu=params["score_relu"], vgg_preprocessing=params["vgg_preprocessing"]).get_weights()
