@@ -32,6 +32,7 @@ from fcnlab.seg.arrays import (PREPARED_FIX, SegSplit, SplitStats, check_binary_
 
 SHARD_NAME = "{split}-{index:05d}-of-{count:05d}"
 NPY_HEADER_BYTES = 128            # np.save's header for these arrays (version 1.0: 128 bytes)
+MAX_SHARDS = 100_000              # five digits in the names
 BYTES_PER_PIXEL = 4               # 3 image bytes and 1 mask byte
 
 
@@ -84,6 +85,9 @@ def write_split_shards(directory: Path, name: str, pairs, shard_pixels: int) -> 
 
 
 def _write_shard(directory: Path, name: str, index: int, images: list, masks: list) -> str:
+    if index >= MAX_SHARDS:
+        raise FcnlabError(f"{directory}: split {name} needs more than {MAX_SHARDS} shards; "
+                          "raise seg.shard_megapixels in params.yaml")
     stem = f".{name}-{index:05d}-unfinished"
     save_split_arrays(directory, stem, images=images, masks=masks)
     return stem
