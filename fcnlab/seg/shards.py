@@ -139,7 +139,7 @@ def shard_stems(directory: Path, name: str) -> list[str]:
             raise FcnlabError(f"{old}: the unsharded layout of an older fcnlab; {PREPARED_FIX}")
         raise FcnlabError(f"{directory / SHARD_NAME.format(split=name, index=0, count=1)}_shapes.npy: "
                           f"file not found (no shard of the {name} split); {PREPARED_FIX}")
-    match = re.fullmatch(rf"{re.escape(name)}-\d{{5}}-of-(\d{{5}})", found[-1])
+    match = re.fullmatch(rf"{re.escape(name)}-\d{{5}}-of-(\d{{5}})", found[0])
     count = int(match.group(1)) if match else 0
     expected = [SHARD_NAME.format(split=name, index=index, count=count) for index in range(count)]
     if found != expected:
