@@ -6,11 +6,12 @@ import sys
 from fcnlab.core.io import atomic_path, load_model, save_csv, save_json
 from fcnlab.core.params import load_section
 from fcnlab.core.stage import run_stage
-from fcnlab.seg.arrays import load_prepared_split, save_split_arrays
+from fcnlab.seg.arrays import save_split_arrays
 from fcnlab.seg.metrics import (baselines, beats_baselines, headline_metrics, iou_vs_threshold,
                                 per_image_metrics, pixels, predict_masks, segmentation_metrics)
 from fcnlab.seg.model import check_segmentation_model
 from fcnlab.seg.predict import predict_images
+from fcnlab.seg.shards import load_prepared_split
 from fcnlab.seg.speedups import PRECISIONS
 
 

@@ -259,8 +259,7 @@ def training_stream(shards, batch_size: int, seed: int, patch_size: int | None,
     from prepare-seg's shard files (`fcnlab.seg.shards.ShardFiles`).
 
     Each pass (an epoch: `draws_per_pass` of the shards' images) visits the shards in a new
-    order drawn from (seed, pass), and each shard's draws in a new order drawn from (seed, pass,
-    shard); two shards are read at a time and their draws interleaved, so the stream holds about
+    seeded order, and each shard's draws in a new order drawn from (seed, pass, shard); two shards are read at a time and their draws interleaved, so the stream holds about
     two shards whatever the split's size. After `passes` passes it starts again. Each image is
     cut to `patch_size` patches and augmented by `augment_dataset` keyed by `seed`. Without
     patches every image must have one size. `pipeline` = (i, n) reads only shards i, i + n, ...:
@@ -281,9 +280,11 @@ def training_stream(shards, batch_size: int, seed: int, patch_size: int | None,
     draws = [_draws(shard.shapes, patch_size) for shard in shards]                 # local indices
     schedule, orders = [], []                                                      # per (pass, slot)
     for p in range(passes):
-        for k in np.random.default_rng([seed, p]).permutation(len(shards)):
+        for k in np.random.default_rng([seed, p, 0, 1]).permutation(len(shards)):
+            # shard 0 keeps the key (seed, pass) of the earlier one-array stream: a one-shard split
+            # (the demo) is shuffled exactly as before
             schedule.append(k)
-            orders.append(firsts[k] + np.random.default_rng([seed, p, k]).permutation(draws[k]))
+            orders.append(firsts[k] + np.random.default_rng([seed, p] + [k] * (k > 0)).permutation(draws[k]))
     bounds = tf.constant(np.cumsum([0] + [len(order) for order in orders]), tf.int64)
     orders = tf.constant(np.concatenate(orders), tf.int64)          # image indices, slot after slot
     schedule = tf.constant(schedule, tf.int64)                      # the shard of each slot
