@@ -280,11 +280,12 @@ def training_stream(shards, batch_size: int, seed: int, patch_size: int | None,
     draws = [_draws(shard.shapes, patch_size) for shard in shards]                 # local indices
     schedule, orders = [], []                                                      # per (pass, slot)
     for p in range(passes):
-        for k in np.random.default_rng([seed, p, 0, 1]).permutation(len(shards)):
+        for k in np.random.default_rng([seed, p, 0, 1]).permutation(len(shards)).tolist():
             # shard 0 keeps the key (seed, pass) of the earlier one-array stream: a one-shard split
             # (the demo) is shuffled exactly as before
+            key = [seed, p, k] if k else [seed, p]
             schedule.append(k)
-            orders.append(firsts[k] + np.random.default_rng([seed, p] + [k] * (k > 0)).permutation(draws[k]))
+            orders.append(firsts[k] + np.random.default_rng(key).permutation(draws[k]))
     bounds = tf.constant(np.cumsum([0] + [len(order) for order in orders]), tf.int64)
     orders = tf.constant(np.concatenate(orders), tf.int64)          # image indices, slot after slot
     schedule = tf.constant(schedule, tf.int64)                      # the shard of each slot
