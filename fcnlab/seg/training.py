@@ -62,6 +62,7 @@ from fcnlab.seg.speedups import (FusedAdam, check_precision, encoder_features_mo
 
 IN_MEMORY_MAX_PIXELS = 20_000_000   # larger splits are only ever streamed from their shards
 TEMPORARY_SHARD_PIXELS = 16_000_000  # shards written for images given as arrays
+VALIDATION_CHUNK = 64                # validation images predicted at a time for the per-epoch IoU
 
 
 @dataclass
@@ -207,8 +208,9 @@ def _control_callbacks(control: TrainingControl, work, val_images, val_masks, le
     tracked = control.keep_best or control.patience is not None or control.lr_schedule != "constant"
     if not tracked:
         return []
-    def predict():
-        return predict_images(work, val_images, precision=precision)
+    def predict():                      # a chunk of images at a time: memory bounded by the chunk
+        for start in range(0, len(val_images), VALIDATION_CHUNK):
+            yield from predict_images(work, val_images[start:start + VALIDATION_CHUNK], precision=precision)
     callbacks = [ValidationIoU(predict, val_masks, control.threshold)]
     if control.keep_best:
         callbacks.append(KeepBestEpoch())
