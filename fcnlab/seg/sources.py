@@ -35,14 +35,13 @@ from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import as_rgb, open_image
 from fcnlab.core.mnist import embedded_mnist
 from fcnlab.seg import demo_scenes
-from fcnlab.seg.arrays import SegSplit, SplitStats
+from fcnlab.seg.arrays import SPLIT_NAMES, SegSplit, SplitStats
 from fcnlab.seg.geometry import mask_to_training_scale, to_training_scale, training_scale_size
 
 SOURCES = ("demo", "npy", "folder")
 TRAIN_IMAGES, TRAIN_LABELS = "seg_train_imgs.npy", "seg_train_labels.npy"
 TEST_IMAGES, TEST_LABELS = "seg_test_imgs.npy", "seg_test_labels.npy"
 NAMES_SHOWN = 5  # how many offending file names an error lists
-SPLIT_NAMES = ("train", "val", "test")
 CHECK_CHUNK_BYTES = 64 * 2 ** 20  # .npy sources are checked this many bytes at a time
 
 
