@@ -47,6 +47,10 @@ class SegSplit:
         """(image, mask) pairs, in order."""
         return zip(self.images, self.masks)
 
+    def shapes(self) -> np.ndarray:
+        """N x 2 int64: (height, width) of each image."""
+        return np.array([image.shape[:2] for image in self.images], np.int64).reshape(-1, 2)
+
     def common_shape(self) -> tuple[int, int] | None:
         """(H, W) if every image has that size, else None."""
         shapes = {image.shape[:2] for image in self.images}
@@ -128,6 +132,28 @@ def save_split_arrays(directory, name: str, **arrays: list[np.ndarray]) -> None:
         if joined.shape[1] == 1:
             joined = joined[:, 0]
         np.save(directory / f"{name}_{key}.npy", np.ascontiguousarray(joined), allow_pickle=False)
+    np.save(directory / f"{name}_shapes.npy", shapes, allow_pickle=False)
+
+
+def save_ragged_stream(directory, name: str, key: str, shapes: np.ndarray, arrays, dtype) -> None:
+    """Write `<name>_<key>.npy` and `<name>_shapes.npy` as `save_split_arrays` does, but from H x W
+    arrays that come one at a time (in the order and sizes of `shapes`, N x 2): the same bytes,
+    without holding them all."""
+    directory = Path(directory)
+    shapes = np.asarray(shapes, np.int64).reshape(-1, 2)
+    path = directory / f"{name}_{key}.npy"
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": (int(np.sum(shapes[:, 0] * shapes[:, 1])),)}
+    written = 0
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        for array, shape in zip(arrays, shapes):
+            if np.shape(array)[:2] != tuple(shape):
+                raise ValueError(f"{path}: array {written} has shape {np.shape(array)}, expected {tuple(shape)}")
+            file.write(np.ascontiguousarray(array, dtype=dtype).tobytes())
+            written += 1
+    if written != len(shapes):
+        raise ValueError(f"{path}: {written} arrays written for {len(shapes)} shapes")
     np.save(directory / f"{name}_shapes.npy", shapes, allow_pickle=False)
 
 
