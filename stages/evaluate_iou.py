@@ -3,14 +3,16 @@ trivial baselines; per-image scores; IoU as a function of the decision threshold
 
 import sys
 
+import numpy as np
+
 from fcnlab.core.io import atomic_path, load_model, save_csv, save_json
 from fcnlab.core.params import load_section
 from fcnlab.core.stage import run_stage
-from fcnlab.seg.arrays import load_prepared_split, save_split_arrays
-from fcnlab.seg.metrics import (baselines, beats_baselines, headline_metrics, iou_vs_threshold,
-                                per_image_metrics, pixels, predict_masks, segmentation_metrics)
+from fcnlab.seg.arrays import save_ragged_stream
+from fcnlab.seg.evaluation import EvaluationTally, fit_intensity_threshold_by_image, predicted_and_tallied
+from fcnlab.seg.metrics import beats_baselines, headline_metrics
 from fcnlab.seg.model import check_segmentation_model
-from fcnlab.seg.predict import predict_images
+from fcnlab.seg.shards import load_prepared_split
 from fcnlab.seg.speedups import PRECISIONS
 
 
@@ -23,18 +25,15 @@ def main(args):
 
     test, train = load_prepared_split(args.data, "test"), load_prepared_split(args.data, "train")
     model = load_model(args.model, check=check_segmentation_model)
-    fg_probs = predict_images(model, test.images, precision=precision)          # H x W each, training scale
-    predicted = [predict_masks(probs, threshold) for probs in fg_probs]
-
-    truth = pixels(test.masks)
-    model_metrics = segmentation_metrics(truth, pixels(predicted))
-    trivial = baselines(truth, pixels(test.images), pixels(train.images), pixels(train.masks))
-    learned = beats_baselines(model_metrics, trivial, margin)
+    tally = EvaluationTally(threshold, n_thresholds, fit_intensity_threshold_by_image(train.images, train.masks))
     with atomic_path(args.predictions) as tmp:
         tmp.mkdir()
-        save_split_arrays(tmp, "test", fg_probs=fg_probs)
-    save_csv(args.per_image, per_image_metrics(test.masks, predicted))
-    save_csv(args.threshold_curve, iou_vs_threshold(truth, pixels(fg_probs), n_thresholds))
+        fg_probs = predicted_and_tallied(model, test.images, test.masks, tally, precision)   # H x W each
+        save_ragged_stream(tmp, "test", "fg_probs", test.shapes(), fg_probs, np.float32)
+    model_metrics, trivial = tally.model_metrics(), tally.baselines()
+    learned = beats_baselines(model_metrics, trivial, margin)
+    save_csv(args.per_image, tally.rows)
+    save_csv(args.threshold_curve, tally.threshold_curve())
     save_json(args.metrics, headline_metrics(model_metrics, trivial, learned))
     save_json(args.details, {
         "threshold": threshold, "precision": precision, "n_test_images": len(test), "model": model_metrics,

@@ -6,9 +6,10 @@ from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import save_figures
 from fcnlab.core.params import load_section
 from fcnlab.core.stage import run_stage
-from fcnlab.seg.arrays import load_prepared_split, load_test_predictions
+from fcnlab.seg.arrays import load_test_predictions
 from fcnlab.seg.figures import prediction_figure, ranked_grid_figure
 from fcnlab.seg.metrics import per_image_metrics, predict_masks
+from fcnlab.seg.shards import load_prepared_split
 
 
 def main(args):

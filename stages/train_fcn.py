@@ -9,12 +9,13 @@ from fcnlab.core.params import load_section
 from fcnlab.core.reproducibility import seed_everything
 from fcnlab.core.stage import run_stage
 from fcnlab.core.tracking import epoch_progress, live_callback, stop_if_diverged
-from fcnlab.seg.arrays import load_geometry, load_prepared_split
+from fcnlab.seg.arrays import load_geometry
 from fcnlab.seg.augment import NO_AUGMENTATION, Augmentation
 from fcnlab.seg.callbacks import LR_SCHEDULES
 from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE
 from fcnlab.seg.losses import LOSSES
 from fcnlab.seg.model import fcn8s_vgg16
+from fcnlab.seg.shards import load_prepared_split
 from fcnlab.seg.speedups import PRECISIONS
 from fcnlab.seg.training import TrainingControl, epoch_rows, train_fcn
 
@@ -54,6 +55,7 @@ def main(args):
         model = fcn8s_vgg16(n_classes=2, encoder_weights=encoder_weights, **config)
     record = train_fcn(model, train.images, train.masks, val.images, val.masks, epochs, batch_size,
                        learning_rate, strategy=strategy, precision=precision, control=control,
+                       train_shards=train.shards,
                        callbacks=[epoch_progress("train-fcn"), stop_if_diverged("fcn.learning_rate")]
                        + ([live_callback(args.live)] if chief else []))
     if not chief:

@@ -37,8 +37,8 @@ from conftest import ROOT, run_script
 from fcnlab.cae.data import check_prepared_digits, prepare_mnist_subset
 from fcnlab.core.errors import FcnlabError
 from fcnlab.core.params import Section
-from fcnlab.seg.arrays import (SegSplit, load_prepared_split, load_test_predictions, save_prepared_segmentation,
-                               save_split_arrays)
+from fcnlab.seg.arrays import SegSplit, load_test_predictions, save_split_arrays
+from fcnlab.seg.shards import load_prepared_split, save_prepared_segmentation
 from fcnlab.seg.metrics import per_image_metrics, pixels, segmentation_metrics
 from fcnlab.seg.sources import load_folder_source, load_npy_source
 
@@ -183,6 +183,7 @@ def build_plot_latent(ws):
 
 N_SEG, SEG_SIZE = 4, 32                       # images per prepared split, each SEG_SIZE x SEG_SIZE
 SEG_PIXELS = N_SEG * SEG_SIZE * SEG_SIZE       # rows of each split's ragged _images / _masks file
+SHARD = "prepared_seg/{}-00000-of-00001_{}.npy"  # each small split is one shard
 
 
 def prepared_seg(n=N_SEG, size=SEG_SIZE) -> dict[str, SegSplit]:
@@ -433,7 +434,7 @@ CASES = [
     ("prepare-seg", "npy-bad-test-labels", save_npy("seg/seg_test_labels.npy", one_hot(quarter_masks(4)) * 3),
      "seg_test_labels.npy"),
     ("prepare-seg", "npy-header-claims-huge-shape", npy_header_claiming(_IMGS, (10 ** 6, 4000, 4000, 3)),
-     "seg.max_megapixels"),
+     "seg_train_imgs.npy"),
     ("prepare-seg", "npy-header-claims-impossible-shape", npy_header_claiming(_IMGS, (10 ** 30, 10 ** 30, 4, 3)),
      "seg_train_imgs.npy"),
     ("prepare-seg", "npy-labels-header-claims-huge-shape", npy_header_claiming(_LABELS, (10 ** 9, 4000, 4000, 2)),
@@ -467,14 +468,9 @@ CASES = [
     ("prepare-seg", "demo-n-train-0", params(seg__source="demo", seg__demo__n_train=0), "seg.demo.n_train"),
     ("prepare-seg", "demo-n-test-0", params(seg__source="demo", seg__demo__n_test=0), "seg.demo.n_test"),
     ("prepare-seg", "demo-section-missing", both(params(seg__source="demo"), delete_param("seg.demo")), "seg.demo"),
-    ("prepare-seg", "max-megapixels-0", params(seg__max_megapixels=0), "seg.max_megapixels"),
-    ("prepare-seg", "max-megapixels-missing", delete_param("seg.max_megapixels"), "seg.max_megapixels"),
-    # prepare-seg: the memory guard, one case per source
-    ("prepare-seg", "guard-demo-at-1024px", params(seg__source="demo", seg__demo__image_size=1024),
-     "seg.max_megapixels"),
-    ("prepare-seg", "guard-npy", params(seg__max_megapixels=0.01), "seg.max_megapixels"),
-    ("prepare-seg", "guard-folder", both(use_folder_source, params(seg__max_megapixels=0.005)),
-     "seg.max_megapixels"),
+    ("prepare-seg", "shard-megapixels-0", params(seg__shard_megapixels=0), "seg.shard_megapixels"),
+    ("prepare-seg", "shard-megapixels-missing", delete_param("seg.shard_megapixels"), "seg.shard_megapixels"),
+    ("prepare-seg", "shard-megapixels-string", params(seg__shard_megapixels="16M"), "seg.shard_megapixels"),
 
     # train-cae (TensorFlow: ~4 s a case)
     ("train-cae", "data-folder-missing", remove("prepared_mnist"), "train_x.npy"),
@@ -508,17 +504,27 @@ CASES = [
     ("plot-latent", "manifold-size-1", params(latent__manifold_size=1), "latent.manifold_size"),
 
     # train-fcn (TensorFlow: ~4 s a case)
-    ("train-fcn", "data-folder-missing", remove("prepared_seg"), "train_shapes.npy"),
-    ("train-fcn", "masks-valued-2", save_npy("prepared_seg/train_masks.npy", _MASKS_2), "train_masks.npy"),
+    ("train-fcn", "data-folder-missing", remove("prepared_seg"), "train-00000-of-00001_shapes.npy"),
+    ("train-fcn", "masks-valued-2", save_npy(SHARD.format("train", "masks"), _MASKS_2), "train-00000-of-00001_masks"),
     ("train-fcn", "images-float32",
-     save_npy("prepared_seg/val_images.npy", np.zeros((SEG_PIXELS, 3), np.float32)), "val_images.npy"),
+     save_npy(SHARD.format("val", "images"), np.zeros((SEG_PIXELS, 3), np.float32)), "val-00000-of-00001_images"),
     ("train-fcn", "images-without-channel",
-     save_npy("prepared_seg/train_images.npy", np.zeros(SEG_PIXELS, np.uint8)), "train_images.npy"),
-    ("train-fcn", "images-truncated", truncate("prepared_seg/train_images.npy"), "train_images.npy"),
+     save_npy(SHARD.format("train", "images"), np.zeros(SEG_PIXELS, np.uint8)), "train-00000-of-00001_images"),
+    ("train-fcn", "images-truncated", truncate(SHARD.format("train", "images")), "train-00000-of-00001_images"),
+    ("train-fcn", "images-fortran-order",
+     save_npy(SHARD.format("train", "images"), np.asfortranarray(np.zeros((SEG_PIXELS, 3), np.uint8))),
+     "train-00000-of-00001_images"),
     ("train-fcn", "shapes-of-other-images",
-     save_npy("prepared_seg/train_shapes.npy", np.array([[32, 32]] * 3, np.int64)), "train_images.npy"),
+     save_npy(SHARD.format("train", "shapes"), np.array([[32, 32]] * 3, np.int64)), "train-00000-of-00001_images"),
     ("train-fcn", "shapes-three-columns",
-     save_npy("prepared_seg/val_shapes.npy", np.full((4, 3), 32, np.int64)), "val_shapes.npy"),
+     save_npy(SHARD.format("val", "shapes"), np.full((4, 3), 32, np.int64)), "val-00000-of-00001_shapes"),
+    ("train-fcn", "shard-missing", remove(SHARD.format("train", "shapes")), "train-00000-of-00001_shapes.npy"),
+    ("train-fcn", "stale-shard-of-another-run",
+     save_npy("prepared_seg/train-00001-of-00002_shapes.npy", np.array([[32, 32]], np.int64)),
+     "train-00001-of-00002_shapes.npy"),
+    ("train-fcn", "old-unsharded-layout",
+     both(remove(SHARD.format("train", "shapes")),
+          save_npy("prepared_seg/train_shapes.npy", np.array([[32, 32]] * 4, np.int64))), "train_shapes.npy"),
     ("train-fcn", "geometry-not-a-record", write_bytes("prepared_seg/geometry.json", b'{"resize": "stretch"}'),
      "geometry.json"),
     ("train-fcn", "head-width-0", params(fcn__head_width=0), "fcn.head_width"),
@@ -536,8 +542,9 @@ CASES = [
     ("evaluate-iou", "model-garbage-bytes", write_bytes("fcn8s_vgg16.keras", b"\x00" * 64), "fcn8s_vgg16.keras"),
     ("evaluate-iou", "threshold-1.5", params(evaluate__threshold=1.5), "evaluate.threshold"),
     ("evaluate-iou", "precision-float16", params(evaluate__precision="float16"), "evaluate.precision"),
-    ("evaluate-iou", "test-masks-valued-2", save_npy("prepared_seg/test_masks.npy", _MASKS_2), "test_masks.npy"),
-    ("evaluate-iou", "test-shapes-missing", remove("prepared_seg/test_shapes.npy"), "test_shapes.npy"),
+    ("evaluate-iou", "test-masks-valued-2", save_npy(SHARD.format("test", "masks"), _MASKS_2),
+     "test-00000-of-00001_masks"),
+    ("evaluate-iou", "test-shapes-missing", remove(SHARD.format("test", "shapes")), "test-00000-of-00001_shapes"),
     ("evaluate-iou", "baseline-margin-negative", params(evaluate__baseline_margin=-0.1), "evaluate.baseline_margin"),
     ("evaluate-iou", "model-of-the-wrong-kind", use_model("fcn8s_vgg16.keras", "encoder"), "fcn8s_vgg16.keras"),
 
@@ -559,7 +566,8 @@ CASES = [
      npy_header_claiming("predictions/test_fg_probs.npy", (10 ** 12,)), "test_fg_probs.npy"),
     ("render-overlays", "predictions-truncated", truncate("predictions/test_fg_probs.npy"), "test_fg_probs.npy"),
     ("render-overlays", "predictions-pickled", save_pickled("predictions/test_fg_probs.npy"), "test_fg_probs.npy"),
-    ("render-overlays", "test-masks-valued-2", save_npy("prepared_seg/test_masks.npy", _MASKS_2), "test_masks.npy"),
+    ("render-overlays", "test-masks-valued-2", save_npy(SHARD.format("test", "masks"), _MASKS_2),
+     "test-00000-of-00001_masks"),
     ("render-overlays", "examples-index-out-of-range", params(overlays__examples=[0, 4]), "overlays.examples"),
     ("render-overlays", "examples-empty", params(overlays__examples=[]), "overlays.examples"),
     ("render-overlays", "n-best-worst-0", params(overlays__n_best_worst=0), "overlays.n_best_worst"),
@@ -672,7 +680,7 @@ def test_npy_source_raises_only_fcnlab_error_on_any_arrays(images, labels):
             labels = one_hot(quarter_masks(n, *(images.shape[1:3] if images.ndim >= 3 else (4, 4))))
         np.save(folder / "seg_train_labels.npy", labels)
         try:
-            splits = load_npy_source(folder, 32, 0.5, seed=0, max_megapixels=1)
+            splits = load_npy_source(folder, 32, 0.5, seed=0)
         except FcnlabError as err:
             assert "\n" not in str(err) and "seg_train_" in str(err)
         else:
@@ -712,11 +720,11 @@ def test_prepared_split_loader_raises_only_fcnlab_error_and_what_passes_can_be_s
     shapes, images, masks = files
     with tempfile.TemporaryDirectory() as folder:
         for kind, array in zip(("shapes", "images", "masks"), files):
-            np.save(Path(folder) / f"test_{kind}.npy", array)
+            np.save(Path(folder) / f"test-00000-of-00001_{kind}.npy", array)
         try:
             split = load_prepared_split(folder, "test")
         except FcnlabError as err:
-            assert "\n" not in str(err) and "test_" in str(err) and "prepare-seg" in str(err)
+            assert "\n" not in str(err) and "test-00000-of-00001_" in str(err) and "prepare-seg" in str(err)
         else:
             assert [mask.shape for mask in split.masks] == [tuple(size) for size in shapes]
             metrics = segmentation_metrics(pixels(split.masks), pixels(split.masks))

@@ -25,7 +25,8 @@ from PIL import Image
 from fcnlab.cae.model import cae_decoder, cae_encoder
 from fcnlab.cli import main
 from fcnlab.core.io import load_model, save_model
-from fcnlab.seg.arrays import load_prepared_split, load_test_predictions, save_prepared_segmentation
+from fcnlab.seg.arrays import load_test_predictions
+from fcnlab.seg.shards import load_prepared_split, save_prepared_segmentation
 from fcnlab.seg.figures import PREDICTION_FILL
 from fcnlab.seg.geometry import pad_to_multiple
 from fcnlab.seg.model import fcn8s_vgg16

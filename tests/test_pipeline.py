@@ -71,7 +71,8 @@ def test_fcn_outputs_and_metrics(repo):
     assert summary["source"] == "demo" and summary["resize"] == "square" and summary["image_size"] == 64
     assert summary["train"]["height_px"] == summary["train"]["width_px"] == [64, 64]
     prepared = sorted(p.name for p in (repo.path / "data/prepared/seg").iterdir())
-    assert prepared == ["geometry.json"] + sorted(f"{split}_{kind}.npy" for split in ("test", "train", "val")
+    assert prepared == ["geometry.json"] + sorted(f"{split}-00000-of-00001_{kind}.npy"   # one shard each
+                                                  for split in ("test", "train", "val")
                                                   for kind in ("images", "masks", "shapes"))
     geometry = json_of(repo.path / "models/fcn/fcn8s_vgg16.geometry.json")
     assert geometry == {"resize": "square", "image_size": 64, "patch_size": None}

@@ -1,11 +1,15 @@
-"""seg.max_megapixels: prepare-seg refuses to hold too many pixels, before reading or drawing any.
+"""prepare-seg's resources: it streams its source into shards, so its memory does not grow with
+the data set, and it refuses to start when the disk cannot hold its output.
 
-The limit counts images x seg.image_size^2 (an npy image at its stored size while it is loaded,
-if that is larger; a folder image under keep_aspect or none at its training scale, read from its
-header); train-fcn needs about `TRAINING_BYTES_PER_PIXEL` bytes per pixel.
+Every source knows its images' sizes at the training scale before reading any pixel (the params,
+the .npy headers, the image files' headers); `prepared_bytes` turns them into the bytes the
+shards will take, and `check_free_space` compares those with the free space.
 """
 
 from __future__ import annotations
+
+import importlib.util
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,10 +17,10 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT
-from fcnlab.seg import sources as seg_data
 from fcnlab.core.errors import FcnlabError
-from fcnlab.seg.sources import (TRAINING_BYTES_PER_PIXEL, check_pixel_budget, demo_segmentation,
-                             load_folder_source, load_npy_source)
+from fcnlab.seg import sources as seg_data
+from fcnlab.seg.shards import check_free_space, load_prepared_split, prepared_bytes, save_prepared_segmentation
+from fcnlab.seg.sources import demo_source, folder_source, npy_source
 
 
 def one_hot_quarter(n, height, width):
@@ -52,140 +56,117 @@ def write_folder_source(root, n=10, size=(48, 40)):
 
 
 def refuse_to_read(*args, **kwargs):
-    raise AssertionError("the guard must refuse before any data is read")
+    raise AssertionError("the sizes must come from the headers, before any image is decoded")
 
 
-# --- The check itself -------------------------------------------------------------------------
+# --- Sizes before pixels --------------------------------------------------------------------------
 
 
-def test_exactly_the_limit_passes_and_one_pixel_more_is_refused():
-    check_pixel_budget(100_000_000, "some images", 100, origin="here")
-    with pytest.raises(FcnlabError, match="here: some images would hold 1e\\+08 pixels"):
-        check_pixel_budget(100_000_001, "some images", 100, origin="here")
+def test_demo_sizes_come_from_the_params():
+    source = demo_source(5, 2, 3, image_size=32, seed=0)
+    assert source.sizes == {"train": [(32, 32)] * 5, "val": [(32, 32)] * 2, "test": [(32, 32)] * 3}
 
 
-def test_the_message_names_the_key_the_numbers_and_the_ways_out():
-    with pytest.raises(FcnlabError) as err:
-        check_pixel_budget(3_200_000_000, "5000 images of 800 x 800 px", 100, origin="data/raw/seg")
-    message = str(err.value)
-    gigabytes = 3.2e9 * TRAINING_BYTES_PER_PIXEL / 1e9
-    assert f"about {gigabytes:.3g} GB of memory in train-fcn" in message
-    for words in ("data/raw/seg", "5000 images of 800 x 800 px", "3.2e+09 pixels", "seg.max_megapixels = 100",
-                  "raise seg.max_megapixels", "lower seg.image_size", "use fewer images"):
-        assert words in message
-    assert "\n" not in message
+@pytest.mark.parametrize("resize, size", [("square", (32, 32)), ("keep_aspect", (27, 32)), ("none", (40, 48))])
+def test_npy_sizes_come_from_the_headers_at_the_training_scale(tmp_path, resize, size):
+    source = npy_source(write_npy_source(tmp_path), 32, 0.2, seed=0, resize=resize)
+    assert {name: len(sizes) for name, sizes in source.sizes.items()} == {"train": 8, "val": 2, "test": 4}
+    assert set(source.all_sizes()) == {size}
 
 
-def test_no_limit_means_no_check():
-    check_pixel_budget(10 ** 15, "anything", None, origin="here")
-
-
-@pytest.mark.parametrize("limit", [0, -1, True, "100", float("nan")])
-def test_a_limit_that_is_not_a_positive_number_is_refused(tmp_path, limit):
-    from test_seg_data import prepare_seg_with
-
-    with pytest.raises(FcnlabError, match="seg.max_megapixels must be a number > 0"):
-        prepare_seg_with(tmp_path, source="demo", max_megapixels=limit)
-
-
-# --- Each source is checked before its data is read --------------------------------------------
-
-
-def test_demo_over_the_limit_is_refused_before_any_digit_is_read(monkeypatch):
-    monkeypatch.setattr(seg_data, "_mnist_digits", refuse_to_read)
-    with pytest.raises(FcnlabError, match=r"seg.demo: 224 scenes of 1024 x 1024 px .* "
-                                          r"seg.max_megapixels = 100 million"):
-        demo_segmentation(160, 32, 32, image_size=1024, seed=0, max_megapixels=100)
-
-
-def test_demo_within_the_limit_is_drawn():
-    splits = demo_segmentation(2, 1, 1, image_size=32, seed=0, max_megapixels=4 * 32 * 32 / 1e6)
-    assert len(splits.train) == 2
-
-
-def test_npy_header_claiming_a_huge_array_is_refused_without_reading_it(tmp_path, monkeypatch):
+def test_npy_header_claiming_a_huge_array_is_refused_without_reading_it(tmp_path):
     write_npy_source(tmp_path)
     write_npy_header(tmp_path / "seg_train_imgs.npy", (10 ** 6, 4000, 4000, 3))
-    monkeypatch.setattr(seg_data, "load_npy", refuse_to_read)
-    with pytest.raises(FcnlabError, match="seg_train_imgs.npy.*1000004 images of up to 4000 x 4000 px "
-                                          r"\(their stored size\)"):
-        load_npy_source(tmp_path, 32, 0.2, seed=0, max_megapixels=100)
+    with pytest.raises(FcnlabError, match="seg_train_imgs.npy: truncated") as raised:
+        npy_source(tmp_path, 32, 0.2, seed=0)
+    assert "\n" not in str(raised.value)
 
 
-def test_npy_images_count_at_their_stored_size_when_larger(tmp_path):
-    write_npy_source(tmp_path, n_train=10, n_test=4, height=400, width=400)
-    pixels = 14 * 400 * 400                                      # 2.24 million, not 14 x 32 x 32
-    with pytest.raises(FcnlabError, match="14 images of up to 400 x 400 px"):
-        load_npy_source(tmp_path, 32, 0.2, seed=0, max_megapixels=pixels / 1e6 - 0.01)
-    load_npy_source(tmp_path, 32, 0.2, seed=0, max_megapixels=pixels / 1e6)
-
-
-def test_npy_images_count_at_image_size_when_smaller(tmp_path):
-    write_npy_source(tmp_path, n_train=10, n_test=4, height=8, width=8)
-    pixels = 14 * 64 * 64
-    with pytest.raises(FcnlabError, match="14 images of up to 64 x 64 px;?"):
-        load_npy_source(tmp_path, 64, 0.2, seed=0, max_megapixels=pixels / 1e6 - 0.001)
-    load_npy_source(tmp_path, 64, 0.2, seed=0, max_megapixels=pixels / 1e6)
-
-
-def test_npy_test_images_count_only_when_they_are_read(tmp_path):
-    """Without seg_test_labels.npy the test images are never loaded, so they cost nothing."""
+def test_npy_test_images_are_not_opened_without_test_labels(tmp_path):
     write_npy_source(tmp_path, test_labels=False)
     write_npy_header(tmp_path / "seg_test_imgs.npy", (10 ** 6, 4000, 4000, 3))
-    splits = load_npy_source(tmp_path, 32, 0.2, seed=0, max_megapixels=10 * 40 * 48 / 1e6)
-    assert len(splits.train) == 8
+    assert len(npy_source(tmp_path, 32, 0.2, seed=0).sizes["test"]) == 2         # the validation split
 
 
-def test_folder_counts_its_image_pairs_at_image_size_before_opening_any(tmp_path, monkeypatch):
-    write_folder_source(tmp_path, n=10)
-    monkeypatch.setattr(seg_data, "open_image", refuse_to_read)
-    with pytest.raises(FcnlabError, match="10 images at 64 x 64 px would hold 4.1e\\+04 pixels"):
-        load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=0.04)
-
-
-def test_folder_within_the_limit_is_read(tmp_path):
-    write_folder_source(tmp_path, n=10)
-    splits = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=10 * 64 * 64 / 1e6)
-    assert len(splits.train) == 6
-
-
-@pytest.mark.parametrize("resize, pixels, words", [
-    ("none", 10 * 48 * 40, "10 images at their own size"),
-    ("keep_aspect", 10 * 64 * 53, "10 images at their longer side 64 px"),      # 48 x 40 -> 64 x 53
-])
-def test_folder_counts_other_policies_at_their_training_scale_from_the_headers(tmp_path, monkeypatch,
-                                                                                resize, pixels, words):
+@pytest.mark.parametrize("resize, size", [("square", (64, 64)), ("none", (40, 48)), ("keep_aspect", (53, 64))])
+def test_folder_sizes_come_from_the_headers_without_decoding_an_image(tmp_path, monkeypatch, resize, size):
     write_folder_source(tmp_path, n=10, size=(48, 40))
-    with monkeypatch.context() as patched:
-        patched.setattr(seg_data, "open_image", refuse_to_read)
-        with pytest.raises(FcnlabError, match=words):
-            load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=(pixels - 1) / 1e6,
-                               resize=resize)
-    splits = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=pixels / 1e6, resize=resize)
-    assert sum(mask.size for split in splits.splits().values() for mask in split.masks) <= pixels
+    monkeypatch.setattr(seg_data, "open_image", refuse_to_read)
+    source = folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, resize=resize)
+    assert len(source.all_sizes()) == 10 and set(source.all_sizes()) == {size}
 
 
-def test_folder_image_larger_than_its_training_scale_counts_at_its_stored_size(tmp_path):
-    """keep_aspect shrinks a 400 x 300 image to 64 x 48, but it is held at 400 x 300 while read."""
-    write_folder_source(tmp_path, n=10, size=(400, 300))
-    pixels = 10 * 400 * 300
-    with pytest.raises(FcnlabError, match="would hold 1.2e\\+06 pixels"):
-        load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=(pixels - 1) / 1e6,
-                           resize="keep_aspect")
-    splits = load_folder_source(tmp_path, 64, 1, 0.2, 0.2, seed=0, max_megapixels=pixels / 1e6,
-                                resize="keep_aspect")
-    assert {mask.shape for mask in splits.train.masks} == {(48, 64)}
+# --- The disk-space check -------------------------------------------------------------------------
+
+
+def test_the_check_counts_four_bytes_a_pixel_at_the_training_scale(tmp_path):
+    source = folder_source(write_folder_source(tmp_path / "src", n=10, size=(400, 300)), 64, 1, 0.2, 0.2,
+                           seed=0, resize="keep_aspect")                         # 400 x 300 -> 64 x 48
+    needed = prepared_bytes(source.all_sizes())
+    assert 10 * 64 * 48 * 4 < needed < 10 * 64 * 48 * 4 + 10_000
+    with pytest.raises(FcnlabError, match=f"{tmp_path / 'out'}: prepare-seg's output needs .*{needed} bytes"):
+        check_free_space(tmp_path / "out", needed, free_bytes=needed - 1)
+    check_free_space(tmp_path / "out", needed, free_bytes=needed)
+    save_prepared_segmentation(tmp_path / "out", source.splits(), {"resize": "keep_aspect", "image_size": 64})
+    assert sum(path.stat().st_size for path in (tmp_path / "out").iterdir()) <= needed
+
+
+def test_prepare_seg_checks_the_disk_before_writing_anything(tmp_path, monkeypatch):
+    """The stage asks `free_disk_bytes` (shutil.disk_usage) about its output's folder; a disk with
+    less room than the shards need stops it before the first scene is drawn."""
+    spec = importlib.util.spec_from_file_location("prepare_seg", ROOT / "stages" / "prepare_seg.py")
+    prepare_seg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare_seg)
+    monkeypatch.setattr(prepare_seg, "free_disk_bytes", lambda path: 10_000)
+    monkeypatch.setattr(seg_data.demo_scenes, "render_scene", refuse_to_read)
+    with pytest.raises(FcnlabError, match=r"out: prepare-seg's output needs about .* \(10000 bytes\) are free"):
+        prepare_seg.main(prepare_seg_args(tmp_path, source="demo", demo={"image_size": 64, "n_train": 3,
+                                                                          "n_val": 1, "n_test": 1}))
+    assert not (tmp_path / "out").exists()
+
+
+def prepare_seg_args(tmp_path, **seg):
+    import argparse
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["seg"].update({key: value for key, value in seg.items() if key != "demo"})
+    params["seg"]["demo"].update(seg.get("demo", {}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return argparse.Namespace(params=str(tmp_path / "params.yaml"), out=str(tmp_path / "out"),
+                              summary=str(tmp_path / "summary.json"))
+
+
+# --- Memory that does not grow with the data set --------------------------------------------------
+
+
+def peak_bytes_writing(folder, n_images: int, out) -> int:
+    """The peak Python/NumPy memory of streaming an npy source of n_images 64 x 64 into shards."""
+    write_npy_source(folder, n_train=n_images, n_test=4, height=64, width=64)
+    source = npy_source(folder, 64, 0.2, seed=0, resize="none")
+    tracemalloc.start()
+    try:
+        save_prepared_segmentation(out, source.splits(), {"resize": "none", "image_size": 64},
+                                   shard_pixels=8 * 64 * 64)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_prepare_seg_memory_stays_flat_as_the_data_set_grows(tmp_path):
+    small = peak_bytes_writing(tmp_path / "small", 20, tmp_path / "out_small")
+    large = peak_bytes_writing(tmp_path / "large", 200, tmp_path / "out_large")
+    shard_bytes = 8 * 64 * 64 * 4
+    assert large < 1.5 * small and large < 6 * shard_bytes, (small, large)
+    assert len(load_prepared_split(tmp_path / "out_large", "train").shards) == 20     # 160 images, 8 a shard
 
 
 # --- The shipped default ----------------------------------------------------------------------
 
 
-def test_params_yaml_sets_a_limit_that_the_default_demo_fits_well_inside():
+def test_params_yaml_shards_keep_the_demo_in_one_shard_a_split_and_shards_small():
     seg = yaml.safe_load((ROOT / "params.yaml").read_text())["seg"]
     demo = seg["demo"]
-    demo_pixels = (demo["n_train"] + demo["n_val"] + demo["n_test"]) * demo["image_size"] ** 2
-    assert demo_pixels * 10 < seg["max_megapixels"] * 1e6
-    # ... and a real data set of a few hundred images at seg.image_size.
-    assert 300 * seg["image_size"] ** 2 < seg["max_megapixels"] * 1e6
-    # ... and that keeps train-fcn's arrays within a few GB.
-    assert seg["max_megapixels"] * 1e6 * TRAINING_BYTES_PER_PIXEL <= 8e9
+    assert demo["n_train"] * demo["image_size"] ** 2 <= seg["shard_megapixels"] * 1e6
+    assert "max_megapixels" not in seg
+    # ... and a shard (4 bytes a pixel) stays small next to memory: train-fcn holds about two.
+    assert seg["shard_megapixels"] * 1e6 * 4 <= 100e6

@@ -20,7 +20,8 @@ from PIL import Image
 from conftest import ROOT
 
 from fcnlab.core.errors import FcnlabError
-from fcnlab.seg.arrays import load_geometry, load_prepared_split
+from fcnlab.seg.arrays import load_geometry
+from fcnlab.seg.shards import load_prepared_split
 from fcnlab.seg.sources import (
     SegSplits,
     demo_digit_indices,

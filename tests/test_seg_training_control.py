@@ -1,17 +1,20 @@
 """Training on real-data terms: patches of images of any sizes, augmentation, the validation IoU
 each epoch, the best epoch kept, and the per-epoch rows that say which one."""
 
+from collections import Counter
+
 import keras
 import numpy as np
 import pytest
 
 from fcnlab.core.reproducibility import seed_everything
-from fcnlab.seg.augment import Augmentation
+from fcnlab.seg.augment import NO_AUGMENTATION, Augmentation
 from fcnlab.seg.callbacks import summed_counts
 from fcnlab.seg.metrics import metrics_from_counts
 from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.predict import predict_images
-from fcnlab.seg.training import (TrainingControl, draws_per_pass, epoch_rows, train_fcn,
+from fcnlab.seg.shards import load_prepared_split, save_prepared_segmentation
+from fcnlab.seg.training import (TrainingControl, draws_per_pass, epoch_rows, train_fcn, training_stream,
                                  trains_on_whole_images)
 
 
@@ -47,6 +50,63 @@ def test_an_epoch_of_patches_covers_each_image_by_area():
     images = [np.zeros((64, 64, 3)), np.zeros((100, 30, 3))]
     np.testing.assert_array_equal(draws_per_pass(images, 32), [0, 0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(draws_per_pass(images, None), [0, 1])
+
+
+# --- The training stream, read from shard files --------------------------------------------------
+
+
+def flat_scenes(sizes):
+    """Image i is filled with the value i + 1 (its mask with i % 2): any patch says where it came from."""
+    images = [np.full((h, w, 3), i + 1, np.uint8) for i, (h, w) in enumerate(sizes)]
+    masks = [np.full((h, w), i % 2, np.uint8) for i, (h, w) in enumerate(sizes)]
+    return images, masks
+
+
+def sharded(tmp_path, images, masks, shard_pixels):
+    save_prepared_segmentation(tmp_path / "seg", {"train": zip(images, masks)}, {"resize": "none", "image_size": 64},
+                               shard_pixels=shard_pixels)
+    return load_prepared_split(tmp_path / "seg", "train").shards
+
+
+def stream_sources(shards, n_epochs, n_draws, seed=0, patch_size=None, pipeline=(0, 1)):
+    """Per epoch, the source image index of each element (from its flat value), in stream order."""
+    stream = training_stream(shards, 1, seed, patch_size, NO_AUGMENTATION, passes=n_epochs, pipeline=pipeline)
+    elements = list(stream.unbatch().take(n_epochs * n_draws).as_numpy_iterator())
+    sources = []
+    for image, mask in elements:
+        assert len(np.unique(image)) == 1                          # one image's pixels, nothing mixed
+        index = int(image[0, 0, 0]) - 1
+        assert (mask[..., 1] == index % 2).all()                   # with its own mask
+        sources.append(index)
+    return [sources[e * n_draws:(e + 1) * n_draws] for e in range(n_epochs)]
+
+
+def test_the_stream_over_several_shards_gives_every_image_once_an_epoch(tmp_path):
+    images, masks = flat_scenes([(32, 32)] * 7)
+    shards = sharded(tmp_path, images, masks, shard_pixels=2 * 32 * 32)
+    assert len(shards) == 4
+    epochs = stream_sources(shards, 3, 7)
+    assert all(sorted(epoch) == list(range(7)) for epoch in epochs)
+    assert epochs[0] != epochs[1] != epochs[2]                     # a new order each epoch
+    assert stream_sources(shards, 3, 7) == epochs                  # ... the same one for the same seed
+    assert stream_sources(shards, 3, 7, seed=1) != epochs
+
+
+def test_an_epoch_of_patches_from_shards_draws_each_image_by_area(tmp_path):
+    sizes = [(64, 64), (32, 96), (40, 40), (32, 32), (96, 64)]
+    images, masks = flat_scenes(sizes)
+    shards = sharded(tmp_path, images, masks, shard_pixels=64 * 64)
+    draws = draws_per_pass(images, 32)                             # 4, 3, 2, 1, 6 patches
+    for epoch in stream_sources(shards, 2, len(draws), patch_size=32):
+        assert Counter(epoch) == Counter(draws.tolist())
+
+
+def test_two_input_pipelines_read_disjoint_shards_that_cover_the_split(tmp_path):
+    images, masks = flat_scenes([(32, 32)] * 6)
+    shards = sharded(tmp_path, images, masks, shard_pixels=32 * 32)              # one image a shard
+    first = stream_sources(shards, 1, 3, pipeline=(0, 2))[0]
+    second = stream_sources(shards, 1, 3, pipeline=(1, 2))[0]
+    assert sorted(first) == [0, 2, 4] and sorted(second) == [1, 3, 5]
 
 
 def test_patch_training_on_images_of_different_sizes_keeps_the_best_epoch():

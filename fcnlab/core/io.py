@@ -61,6 +61,14 @@ def remove_path(path) -> None:
         path.unlink()
 
 
+def free_disk_bytes(path) -> int:
+    """Free bytes on the disk that holds `path` (or, if it does not exist yet, its nearest parent)."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
 # --- JSON -------------------------------------------------------------------------------------
 
 

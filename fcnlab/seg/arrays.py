@@ -1,30 +1,28 @@
-"""The prepared segmentation data: one split of images and masks of any sizes, on disk and back.
+"""Images and masks of any sizes in one flat "ragged" layout, on disk and back.
 
-prepare-seg writes each split as three `.npy` files in its output folder, a "ragged" layout that
-holds images of different sizes without padding or resizing them to one shape:
+A group of images (a shard of a prepared split, `fcnlab.seg.shards`, or evaluate-iou's
+predictions) is three `.npy` files that hold images of different sizes without padding them:
 
-    <split>_shapes.npy   N x 2 int64        (height, width) of each image, in order
-    <split>_images.npy   P x 3 uint8        every image's RGB pixels, row by row, one after another
-    <split>_masks.npy    P uint8            every mask's pixels the same way: 1 foreground, 0 background
+    <name>_shapes.npy   N x 2 int64        (height, width) of each image, in order
+    <name>_images.npy   P x 3 uint8        every image's RGB pixels, row by row, one after another
+    <name>_masks.npy    P uint8            every mask's pixels the same way: 1 foreground, 0 background
 
-(P = the sum of height x width.) Beside them, `geometry.json` records the training scale the
-images were brought to (`fcnlab.seg.geometry`). train-fcn, evaluate-iou and render-overlays read a split back
-with `load_prepared_split`, which memory-maps the files: an image is a view into the file, read
-from disk only when used, so no stage holds a whole split in memory. Everything is checked on
-the way in; a stale or hand-edited file stops with one line naming it. evaluate-iou's
-predictions use the same layout (`save_split_arrays` / `load_test_predictions`).
+(P = the sum of height x width.) Readers memory-map the files: an image is a view into the
+file, read from disk only when used. Everything is checked on the way in; a stale or
+hand-edited file stops with one line naming it. Beside the shards, `geometry.json` records the
+training scale the images were brought to (`fcnlab.seg.geometry`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fcnlab.core.errors import FcnlabError
-from fcnlab.core.io import atomic_path, load_json, load_npy
+from fcnlab.core.io import load_json, load_npy
 from fcnlab.seg.geometry import RESIZE_POLICIES
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -40,9 +38,18 @@ class SegSplit:
 
     images: list[np.ndarray]
     masks: list[np.ndarray]
+    shards: list = field(default_factory=list)   # the ShardFiles it was read from (fcnlab.seg.shards)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __iter__(self):
+        """(image, mask) pairs, in order."""
+        return zip(self.images, self.masks)
+
+    def shapes(self) -> np.ndarray:
+        """N x 2 int64: (height, width) of each image."""
+        return np.array([image.shape[:2] for image in self.images], np.int64).reshape(-1, 2)
 
     def common_shape(self) -> tuple[int, int] | None:
         """(H, W) if every image has that size, else None."""
@@ -68,17 +75,44 @@ def foreground_fraction(masks) -> float:
     return sum(int(np.count_nonzero(a)) for a in arrays) / total
 
 
+@dataclass
+class SplitStats:
+    """Counts gathered one image at a time, for the prepare-seg summary."""
+
+    count: int = 0
+    pixels: int = 0
+    foreground_pixels: int = 0
+    heights: tuple[int, int] | None = None     # (smallest, largest)
+    widths: tuple[int, int] | None = None
+
+    def add(self, image: np.ndarray, mask: np.ndarray) -> None:
+        height, width = image.shape[:2]
+        self.count += 1
+        self.pixels += height * width
+        self.foreground_pixels += int(np.count_nonzero(mask))
+        self.heights = _widened(self.heights, height)
+        self.widths = _widened(self.widths, width)
+
+    def foreground_fraction(self) -> float:
+        if self.pixels == 0:
+            raise ValueError("foreground_fraction needs at least one mask pixel, got none")
+        return self.foreground_pixels / self.pixels
+
+    def summary(self) -> dict:
+        return {"count": self.count, "foreground_fraction": round(self.foreground_fraction(), 6),
+                "height_px": list(self.heights), "width_px": list(self.widths)}
+
+
+def _widened(low_high: tuple[int, int] | None, value: int) -> tuple[int, int]:
+    return (value, value) if low_high is None else (min(low_high[0], value), max(low_high[1], value))
+
+
 # --- Writing ----------------------------------------------------------------------------------
 
 
-def save_prepared_segmentation(directory, splits: dict[str, SegSplit], geometry: dict) -> None:
-    """Write every split's three files and `geometry.json` (the training scale: resize policy and
-    image size, `fcnlab.seg.geometry`) into `directory`, replacing it atomically."""
-    with atomic_path(directory) as tmp:
-        tmp.mkdir()
-        for name, split in splits.items():
-            save_split_arrays(tmp, name, images=split.images, masks=split.masks)
-        (tmp / GEOMETRY_FILE).write_text(json.dumps(geometry, indent=2, sort_keys=True) + "\n")
+def write_geometry(directory, geometry: dict) -> None:
+    """`geometry.json` (the training scale: resize policy and image size) into `directory`."""
+    (Path(directory) / GEOMETRY_FILE).write_text(json.dumps(geometry, indent=2, sort_keys=True) + "\n")
 
 
 def save_split_arrays(directory, name: str, **arrays: list[np.ndarray]) -> None:
@@ -101,6 +135,28 @@ def save_split_arrays(directory, name: str, **arrays: list[np.ndarray]) -> None:
     np.save(directory / f"{name}_shapes.npy", shapes, allow_pickle=False)
 
 
+def save_ragged_stream(directory, name: str, key: str, shapes: np.ndarray, arrays, dtype) -> None:
+    """Write `<name>_<key>.npy` and `<name>_shapes.npy` as `save_split_arrays` does, but from H x W
+    arrays that come one at a time (in the order and sizes of `shapes`, N x 2): the same bytes,
+    without holding them all."""
+    directory = Path(directory)
+    shapes = np.asarray(shapes, np.int64).reshape(-1, 2)
+    path = directory / f"{name}_{key}.npy"
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": (int(np.sum(shapes[:, 0] * shapes[:, 1])),)}
+    written = 0
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        for array, shape in zip(arrays, shapes):
+            if np.shape(array)[:2] != tuple(shape):
+                raise ValueError(f"{path}: array {written} has shape {np.shape(array)}, expected {tuple(shape)}")
+            file.write(np.ascontiguousarray(array, dtype=dtype).tobytes())
+            written += 1
+    if written != len(shapes):
+        raise ValueError(f"{path}: {written} arrays written for {len(shapes)} shapes")
+    np.save(directory / f"{name}_shapes.npy", shapes, allow_pickle=False)
+
+
 # --- Reading ----------------------------------------------------------------------------------
 
 
@@ -117,38 +173,27 @@ def load_geometry(path, fix: str = PREPARED_FIX) -> dict:
     return record
 
 
-def load_prepared_split(directory, name: str) -> SegSplit:
-    """Split `name` ("train", "val" or "test") of prepare-seg's output folder, checked, memory-mapped."""
-    directory = Path(directory)
-    shapes = _load_shapes(directory / f"{name}_shapes.npy", PREPARED_FIX)
-    images = _load_ragged(directory / f"{name}_images.npy", shapes, channels=3, fix=PREPARED_FIX)
-    masks = _load_ragged(directory / f"{name}_masks.npy", shapes, channels=None, fix=PREPARED_FIX)
-    _check_uint8(directory / f"{name}_images.npy", images, PREPARED_FIX)
-    _check_binary_masks(directory / f"{name}_masks.npy", masks)
-    return SegSplit(_split_up(images, shapes), _split_up(masks, shapes))
-
-
 def load_test_predictions(directory, test: SegSplit, name: str = "test") -> list[np.ndarray]:
     """evaluate-iou's foreground probabilities, one H x W float32 array per test image, checked
     against the test split's sizes."""
     directory = Path(directory)
     path = directory / f"{name}_fg_probs.npy"
-    shapes = _load_shapes(directory / f"{name}_shapes.npy", PREDICTIONS_FIX)
+    shapes = load_shapes_file(directory / f"{name}_shapes.npy", PREDICTIONS_FIX)
     expected = np.array([mask.shape for mask in test.masks], dtype=np.int64).reshape(-1, 2)
     if not np.array_equal(shapes, expected):
         raise FcnlabError(f"{directory / f'{name}_shapes.npy'}: {len(shapes)} predictions whose sizes do not "
                           f"match the {len(test)} test images: the predictions belong to other data; "
                           f"{PREDICTIONS_FIX}")
-    probs = _load_ragged(path, shapes, channels=None, fix=PREDICTIONS_FIX)
+    probs = load_ragged_file(path, shapes, channels=None, fix=PREDICTIONS_FIX)
     if not np.issubdtype(probs.dtype, np.floating):
         raise FcnlabError(f"{path}: dtype {probs.dtype}; predictions must be float probabilities; {PREDICTIONS_FIX}")
     if probs.size and (not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1):
         raise FcnlabError(f"{path}: values outside [0, 1] (or NaN/Inf); predictions must be "
                           f"probabilities; {PREDICTIONS_FIX}")
-    return _split_up(probs, shapes)
+    return split_up(probs, shapes)
 
 
-def _load_shapes(path: Path, fix: str) -> np.ndarray:
+def load_shapes_file(path: Path, fix: str) -> np.ndarray:
     shapes = _load(path, fix)
     if (shapes.ndim != 2 or shapes.shape[1] != 2 or len(shapes) == 0
             or not np.issubdtype(shapes.dtype, np.integer) or shapes.min() < 1):
@@ -157,7 +202,7 @@ def _load_shapes(path: Path, fix: str) -> np.ndarray:
     return shapes.astype(np.int64)
 
 
-def _load_ragged(path: Path, shapes: np.ndarray, channels: int | None, fix: str) -> np.ndarray:
+def load_ragged_file(path: Path, shapes: np.ndarray, channels: int | None, fix: str) -> np.ndarray:
     array = _load(path, fix, mmap=True)
     pixels = int(np.sum(shapes[:, 0] * shapes[:, 1]))
     expected = (pixels, channels) if channels else (pixels,)
@@ -182,12 +227,12 @@ def _load(path: Path, fix: str, mmap: bool = False) -> np.ndarray:
         raise FcnlabError(f"{path}: too large to load into memory; {fix}") from None
 
 
-def _check_uint8(path: Path, array: np.ndarray, fix: str) -> None:
+def check_uint8(path: Path, array: np.ndarray, fix: str) -> None:
     if array.dtype != np.uint8:
         raise FcnlabError(f"{path}: dtype {array.dtype}; prepared images must be uint8 0..255; {fix}")
 
 
-def _check_binary_masks(path: Path, masks: np.ndarray) -> None:
+def check_binary_masks(path: Path, masks: np.ndarray) -> None:
     if masks.dtype != np.uint8:
         raise FcnlabError(f"{path}: dtype {masks.dtype}; prepared masks must be uint8; {PREPARED_FIX}")
     if masks.size and masks.max() > 1:
@@ -196,7 +241,7 @@ def _check_binary_masks(path: Path, masks: np.ndarray) -> None:
                           f"and 1 (foreground); {PREPARED_FIX}")
 
 
-def _split_up(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
+def split_up(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
     """The flat pixel rows cut back into one H x W (x C) view per image."""
     ends = np.cumsum(shapes[:, 0] * shapes[:, 1])
     starts = ends - shapes[:, 0] * shapes[:, 1]

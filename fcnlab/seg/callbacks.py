@@ -48,7 +48,7 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 class ValidationIoU(keras.callbacks.Callback):
     """At each epoch's end, val_mean_iou and val_foreground_iou into the logs.
 
-    `predict_fn()` returns one H x W foreground-probability array per validation image, in the
+    `predict_fn()` returns (or yields) one H x W foreground-probability array per validation image, in the
     order of `masks` (0/1 arrays; images may differ in size). A pixel counts as foreground when
     its probability is above `threshold`. IoUs are over all validation pixels together (one
     confusion count), mean IoU the mean of background and foreground IoU, as evaluate-iou
@@ -81,18 +81,25 @@ class ValidationIoU(keras.callbacks.Callback):
 
 
 def summed_counts(masks, fg_probs, threshold: float = 0.5) -> dict[str, int]:
-    """tp, fp, fn, tn summed over image/probability pairs that may each have their own size."""
-    fg_probs = list(fg_probs)
-    if len(fg_probs) != len(masks):
-        raise ValueError(f"got {len(fg_probs)} probability maps for {len(masks)} validation masks")
+    """tp, fp, fn, tn summed over image/probability pairs that may each have their own size.
+
+    `fg_probs` may be a generator: each map is counted and let go before the next is made.
+    """
     total = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
-    for i, (mask, probs) in enumerate(zip(masks, fg_probs)):
+    n_probs = 0
+    for i, probs in enumerate(fg_probs):
+        n_probs += 1
+        if i >= len(masks):
+            continue
+        mask = masks[i]
         probs = np.asarray(probs)
         if probs.shape != mask.shape:
             raise ValueError(f"validation image {i}: probabilities of shape {probs.shape} for a mask "
                              f"of shape {mask.shape}")
         for name, count in confusion_counts(mask, predict_masks(probs, threshold)).items():
             total[name] += count
+    if n_probs != len(masks):
+        raise ValueError(f"got {n_probs} probability maps for {len(masks)} validation masks")
     return total
 
 

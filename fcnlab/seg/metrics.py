@@ -214,9 +214,14 @@ def otsu_threshold(values, n_bins: int = 256) -> float:
     if low == high:
         return low
     counts, edges = np.histogram(values, bins=n_bins, range=(low, high))
+    return otsu_from_histogram(counts, edges)
+
+
+def otsu_from_histogram(counts: np.ndarray, edges: np.ndarray) -> float:
+    """Otsu's threshold from a histogram of every value (`otsu_threshold`'s second half)."""
     centres = (edges[:-1] + edges[1:]) / 2
     weight_lower = np.cumsum(counts)[:-1]                        # pixels in bins 0..k, k < n_bins-1
-    weight_upper = values.size - weight_lower
+    weight_upper = int(np.sum(counts)) - weight_lower
     sum_lower = np.cumsum(counts * centres)[:-1]
     mean_lower = sum_lower / np.maximum(weight_lower, 1)
     mean_upper = (np.sum(counts * centres) - sum_lower) / np.maximum(weight_upper, 1)

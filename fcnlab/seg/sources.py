@@ -10,20 +10,20 @@
     folder   images/ and masks/ subfolders whose files pair up by name (stem), e.g.
              images/017.png + masks/017.png; any format Pillow reads
 
-Whatever the source, the result is a `SegSplits`: per split, uint8 RGB images H x W x 3 and
-uint8 masks H x W with 1 = foreground, 0 = background, at the training scale of the resize
-policy (`fcnlab.seg.geometry`): S x S for "square" (the seed's), longer side S for
-"keep_aspect", the stored size for "none". Demo scenes are drawn at S x S.
-Splits are seeded: the same files, fractions and seed give the same split.
-
-Memory guard: every source first counts the pixels it would hold (images x S x S, or the
-stored size where that is larger) and refuses more than `max_megapixels` million, before
-reading or generating anything; see `TRAINING_BYTES_PER_PIXEL` for what a pixel costs.
+Whatever the source, the result is a `SegSource`: per split, the images' sizes (known before
+any pixel is read: from the image files' headers, the .npy headers, or the params) and a
+reader that yields its (image, mask) pairs one at a time: uint8 RGB images H x W x 3 and uint8
+masks H x W with 1 = foreground, 0 = background, at the training scale of the resize policy
+(`fcnlab.seg.geometry`): S x S for "square" (the seed's), longer side S for "keep_aspect", the
+stored size for "none". Demo scenes are drawn at S x S. prepare-seg streams the pairs into
+shards (`fcnlab.seg.shards`), so it never holds a split; `in_memory()` collects them for
+small data and tests. Splits are seeded: the same files, fractions and seed give the same split.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,22 +32,17 @@ import numpy as np
 from PIL import Image
 
 from fcnlab.core.errors import FcnlabError
-from fcnlab.core.io import as_rgb, load_npy, open_image
+from fcnlab.core.io import as_rgb, open_image
 from fcnlab.core.mnist import embedded_mnist
 from fcnlab.seg import demo_scenes
-from fcnlab.seg.arrays import SegSplit
+from fcnlab.seg.arrays import SPLIT_NAMES, SegSplit, SplitStats
 from fcnlab.seg.geometry import mask_to_training_scale, to_training_scale, training_scale_size
 
 SOURCES = ("demo", "npy", "folder")
 TRAIN_IMAGES, TRAIN_LABELS = "seg_train_imgs.npy", "seg_train_labels.npy"
 TEST_IMAGES, TEST_LABELS = "seg_test_imgs.npy", "seg_test_labels.npy"
 NAMES_SHOWN = 5  # how many offending file names an error lists
-
-# What one image pixel costs in memory while train-fcn runs with a frozen encoder (the default,
-# and the hungriest case): the uint8 image and mask (3 + 1 bytes), a float32 copy of the image
-# for VGG16 (12), the cached pool3/pool4/pool5 features (256/8**2 + 512/16**2 + 512/32**2 =
-# 6.5 float32 values: 26 bytes) and the float32 one-hot targets (8): about 50 bytes.
-TRAINING_BYTES_PER_PIXEL = 50
+CHECK_CHUNK_BYTES = 64 * 2 ** 20  # .npy sources are checked this many bytes at a time
 
 
 @dataclass
@@ -61,34 +56,54 @@ class SegSplits:
         return {"train": self.train, "val": self.val, "test": self.test}
 
 
-def _splits(images, masks, train, val, test, note: str) -> SegSplits:
-    """SegSplits from one list (or array) of images and masks and the index arrays of each split."""
-    def pick(indices):
-        return SegSplit([images[i] for i in indices], [masks[i] for i in indices])
-    return SegSplits(pick(train), pick(val), pick(test), test_split_note=note)
+@dataclass
+class SegSource:
+    """A data set to stream: each split's image sizes at the training scale, and its pairs."""
+
+    sizes: dict[str, list[tuple[int, int]]]             # split -> (H, W) of each image, in order
+    read: Callable[[str], Iterator[tuple[np.ndarray, np.ndarray]]]   # split -> its (image, mask) pairs
+    test_split_note: str                                 # where the test split came from
+
+    def splits(self) -> dict[str, Iterator]:
+        """{split: its pairs}, each read lazily, once, when iterated (for `save_prepared_segmentation`)."""
+        return {name: self.read(name) for name in SPLIT_NAMES}
+
+    def all_sizes(self) -> list[tuple[int, int]]:
+        return [size for name in SPLIT_NAMES for size in self.sizes[name]]
+
+    def in_memory(self) -> SegSplits:
+        """Every split read into lists: for small data and tests."""
+        def collect(name):
+            pairs = list(self.read(name))
+            return SegSplit([image for image, _ in pairs], [mask for _, mask in pairs])
+        return SegSplits(*(collect(name) for name in SPLIT_NAMES), test_split_note=self.test_split_note)
 
 
 # --- The demo scenes -------------------------------------------------------------------------
 
 
-def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, seed: int,
-                      max_megapixels: float | None = None) -> SegSplits:
-    """Generated scenes, each hiding one real MNIST digit in look-alike clutter.
+def demo_source(n_train: int, n_val: int, n_test: int, image_size: int, seed: int) -> SegSource:
+    """Generated scenes, each hiding one real MNIST digit in look-alike clutter, drawn one at a time.
 
     Each split draws its digits (and the digit fragments in its clutter) from its own MNIST
     images, disjoint from the other splits'. Same arguments, same bytes.
     """
-    n_scenes = n_train + n_val + n_test
-    check_pixel_budget(n_scenes * image_size ** 2, f"{n_scenes} scenes of {image_size} x {image_size} px",
-                       max_megapixels, origin="seg.demo")
     digits = _mnist_digits()
-    pools = demo_digit_indices(n_train, n_val, n_test, seed, available=len(digits))
-    splits = []
-    for split_number, pool in enumerate(pools, start=1):
-        rng = np.random.default_rng([seed, split_number])
-        images, masks = demo_scenes.render_scenes(rng, digits[pool], image_size)  # N x S x S (x 3)
-        splits.append(SegSplit(list(images), list(masks)))
-    return SegSplits(*splits, test_split_note="demo scenes (digits disjoint from train and val)")
+    pools = dict(zip(SPLIT_NAMES, demo_digit_indices(n_train, n_val, n_test, seed, available=len(digits))))
+
+    def read(name):
+        rng = np.random.default_rng([seed, SPLIT_NAMES.index(name) + 1])
+        fragments = digits[pools[name]]                                     # N x 28 x 28
+        for digit in fragments:
+            yield demo_scenes.render_scene(rng, digit, fragments, image_size)   # S x S x 3, S x S
+
+    sizes = {name: [(image_size, image_size)] * len(pool) for name, pool in pools.items()}
+    return SegSource(sizes, read, test_split_note="demo scenes (digits disjoint from train and val)")
+
+
+def demo_segmentation(n_train: int, n_val: int, n_test: int, image_size: int, seed: int) -> SegSplits:
+    """`demo_source`'s scenes, in memory."""
+    return demo_source(n_train, n_val, n_test, image_size, seed).in_memory()
 
 
 def demo_digit_indices(n_train: int, n_val: int, n_test: int, seed: int,
@@ -114,128 +129,119 @@ def _mnist_digits() -> np.ndarray:
 # --- Source 2: the seed's .npy files --------------------------------------------------------
 
 
-def load_npy_source(folder, image_size: int, val_fraction: float, seed: int,
-                    max_megapixels: float | None = None, resize: str = "square") -> SegSplits:
+def npy_source(folder, image_size: int, val_fraction: float, seed: int, resize: str = "square") -> SegSource:
     """The seed's `seg_*.npy` files: train/val by a seeded `val_fraction`, test from the test files.
 
     Images may be uint8 (or any integer type) in 0..255, or float: a float file whose
     largest value is <= 1 is read as 0..1, otherwise as 0..255 (the choice is per file).
     Labels are one-hot N x H x W x 2 (0/1 in any numeric type); channel 1 is the foreground.
     Without seg_test_labels.npy the validation split doubles as the test split.
+    The files are memory-mapped and checked a chunk at a time; the pairs are converted one at a time.
     """
     folder = existing_folder(folder, f"an npy source needs {TRAIN_IMAGES} and {TRAIN_LABELS} in it")
-    _check_npy_pixel_budget(folder, image_size, max_megapixels)
-
-    images, masks = _load_npy_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS, resize, image_size)
-    train, val, _ = split_indices(len(images), seed, folder / TRAIN_IMAGES, val_fraction)
-
+    train_pair = _open_npy_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS)
+    train, val, _ = split_indices(len(train_pair[0]), seed, folder / TRAIN_IMAGES, val_fraction)
+    picks = {"train": (train_pair, train), "val": (train_pair, val)}
     if (folder / TEST_LABELS).exists():
         if not (folder / TEST_IMAGES).exists():
             raise FcnlabError(f"{folder / TEST_IMAGES}: file not found, but {TEST_LABELS} is there; "
                               f"add the test images or remove {TEST_LABELS}")
-        test_images, test_masks = _load_npy_pair(folder / TEST_IMAGES, folder / TEST_LABELS, resize, image_size)
-        splits = _splits(images, masks, train, val, [], note=TEST_LABELS)
-        splits.test = SegSplit(list(test_images), list(test_masks))
-        return splits
-    return _splits(images, masks, train, val, val, note=f"validation split (no {TEST_LABELS} given)")
+        test_pair = _open_npy_pair(folder / TEST_IMAGES, folder / TEST_LABELS)
+        picks["test"], note = (test_pair, np.arange(len(test_pair[0]))), TEST_LABELS
+    else:
+        picks["test"], note = (train_pair, val), f"validation split (no {TEST_LABELS} given)"
+
+    def read(name):
+        (images, masks, scale), indices = picks[name]
+        for i in indices:
+            image = np.rint(images[i] * 255.0 if scale else images[i]).astype(np.uint8)       # H' x W' x 3
+            mask = (np.asarray(masks[i])[..., 1] == 1).astype(np.uint8)                        # H' x W'
+            yield to_training_scale(image, resize, image_size), mask_to_training_scale(mask, resize, image_size)
+
+    sizes = {name: [training_scale_size(*pair[0].shape[1:3], resize, image_size)] * len(indices)
+             for name, (pair, indices) in picks.items()}
+    return SegSource(sizes, read, test_split_note=note)
 
 
-def _load_npy_pair(images_path: Path, labels_path: Path, resize: str, image_size: int):
-    """(N x H' x W' x 3 uint8 images, N x H' x W' uint8 masks) at the training scale, from one
-    imgs/labels pair of files."""
+def load_npy_source(folder, image_size: int, val_fraction: float, seed: int, resize: str = "square") -> SegSplits:
+    """`npy_source`'s splits, in memory."""
+    return npy_source(folder, image_size, val_fraction, seed, resize).in_memory()
+
+
+def _open_npy_pair(images_path: Path, labels_path: Path):
+    """(N x H' x W' x 3 images, N x H' x W' x 2 labels, whether the images are 0..1 floats to scale),
+    both memory-mapped and checked, from one imgs/labels pair of files."""
     for path in (images_path, labels_path):
         if not path.is_file():
             raise FcnlabError(f"{path}: file not found; an npy source folder needs "
                               f"{TRAIN_IMAGES}, {TRAIN_LABELS}, {TEST_IMAGES} (+ optional {TEST_LABELS}): "
                               "add it, or set seg.path to the folder that has them")
-    images = _npy_images_as_uint8(_load_source_npy(images_path), images_path)    # N x H x W x 3
-    masks = _npy_one_hot_as_mask(_load_source_npy(labels_path), labels_path)     # N x H x W
-    if len(images) != len(masks):
-        raise FcnlabError(f"{labels_path}: {len(masks)} labels for {len(images)} images in "
+    images = _open_source_npy(images_path)
+    scale = _check_npy_images(images, images_path)
+    labels = _open_source_npy(labels_path)
+    _check_npy_labels(labels, labels_path)
+    if len(images) != len(labels):
+        raise FcnlabError(f"{labels_path}: {len(labels)} labels for {len(images)} images in "
                           f"{images_path.name}; both files must hold the same number of examples: "
                           "save them again from the same list")
-    if images.shape[1:3] != masks.shape[1:3]:
-        raise FcnlabError(f"{labels_path}: labels are {masks.shape[1]} x {masks.shape[2]} pixels but the "
+    if images.shape[1:3] != labels.shape[1:3]:
+        raise FcnlabError(f"{labels_path}: labels are {labels.shape[1]} x {labels.shape[2]} pixels but the "
                           f"images in {images_path.name} are {images.shape[1]} x {images.shape[2]}; "
                           "each label must match its image's height and width")
-    return (np.stack([to_training_scale(image, resize, image_size) for image in images]),
-            np.stack([mask_to_training_scale(mask, resize, image_size) for mask in masks]))
+    return images, labels, scale
 
 
-def _load_source_npy(path: Path) -> np.ndarray:
+def _open_source_npy(path: Path) -> np.ndarray:
+    """The file memory-mapped (nothing read yet); every failure names the file and the fix."""
     try:
-        return load_npy(path)
-    except (MemoryError, OverflowError):  # a header claiming a shape no memory holds
-        raise FcnlabError(f"{path}: its header declares an array too large to load into memory; "
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise FcnlabError(f"{path}: holds Python objects that need pickle to load, which fcnlab refuses "
+                              "for safety; save it again as a plain numeric array") from None
+        raise FcnlabError(f"{path}: truncated, or not a readable .npy array ({err}); "
+                          "save the real array again with np.save") from None
+    except (OSError, EOFError, MemoryError, OverflowError) as err:
+        raise FcnlabError(f"{path}: truncated or corrupt .npy file ({type(err).__name__}: {err}); "
                           "save the real array again with np.save") from None
 
 
-def _check_npy_pixel_budget(folder: Path, image_size: int, max_megapixels) -> None:
-    """Refuse npy files that would hold too many pixels, from their headers alone (no data read).
-
-    An image counts at its stored size while it is loaded, at S x S once resized; the larger
-    counts. Missing or unreadable files, and headers no array could match, are left for the
-    loader to report.
-    """
-    files = [TRAIN_IMAGES] + ([TEST_IMAGES] if (folder / TEST_LABELS).exists() else [])
-    n_images, pixels, largest = 0, 0, (image_size, image_size)
-    for name in files:
-        shape = npy_header_shape(folder / name)
-        if shape is None or len(shape) < 3 or max(shape) > 2 ** 62:   # (no array is that big: left
-            continue                                                     # for np.load to refuse)
-        n, height, width = shape[:3]
-        n_images += n
-        pixels += n * max(height * width, image_size ** 2)
-        largest = max(largest, (height, width), key=lambda hw: hw[0] * hw[1])
-    size = f"{largest[0]} x {largest[1]} px" + (" (their stored size)" if largest[0] * largest[1] > image_size ** 2
-                                                else "")
-    check_pixel_budget(pixels, f"{n_images} images of up to {size}", max_megapixels,
-                       origin=f"{folder / ' + '.join(files)}")
+def _chunks(array: np.ndarray):
+    """`array` in slices along its first axis of about CHECK_CHUNK_BYTES each, read one at a time."""
+    step = max(1, CHECK_CHUNK_BYTES // max(1, array[:1].nbytes))
+    for start in range(0, len(array), step):
+        yield np.asarray(array[start:start + step])
 
 
-def npy_header_shape(path: Path) -> tuple[int, ...] | None:
-    """The shape a `.npy` file's header declares, read without loading (or unpickling) its data;
-    None if the file is missing or its header unreadable."""
-    try:
-        with open(path, "rb") as file:
-            version = np.lib.format.read_magic(file)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, _ = read_header(file)
-    except (OSError, ValueError, EOFError, SyntaxError):
-        return None
-    return tuple(int(side) for side in shape)
-
-
-def _npy_images_as_uint8(images: np.ndarray, path: Path) -> np.ndarray:
-    """N x H x W x 3 numeric -> uint8 0..255 (floats in 0..1 are scaled by 255)."""
+def _check_npy_images(images: np.ndarray, path: Path) -> bool:
+    """Refuse anything but N x H x W x 3 numbers in 0..255 (or 0..1); True if they are 0..1 floats."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.size == 0:
         raise FcnlabError(f"{path}: shape {images.shape}; images must be N x H x W x 3 (RGB, none of N, H, "
                           "W zero); stack grayscale images three times along the last axis")
     _check_numeric(images, path, "images", allow_bool=False)
-    if not np.all(np.isfinite(images)):
-        raise FcnlabError(f"{path}: images contain NaN or Inf pixels; replace them "
-                          "(e.g. np.nan_to_num) and save again")
-    low, high = images.min(), images.max()
+    low, high = np.inf, -np.inf
+    for chunk in _chunks(images):
+        if not np.all(np.isfinite(chunk)):
+            raise FcnlabError(f"{path}: images contain NaN or Inf pixels; replace them "
+                              "(e.g. np.nan_to_num) and save again")
+        low, high = min(low, chunk.min()), max(high, chunk.max())
     if low < 0 or high > 255:
         raise FcnlabError(f"{path}: pixel values span {low}..{high}; images must be 0..255 "
                           "(or floats in 0..1); rescale them and save again")
-    if np.issubdtype(images.dtype, np.floating) and high <= 1:
-        images = images * 255.0
-    return np.rint(images).astype(np.uint8)
+    return bool(np.issubdtype(images.dtype, np.floating) and high <= 1)
 
 
-def _npy_one_hot_as_mask(labels: np.ndarray, path: Path) -> np.ndarray:
-    """N x H x W x 2 one-hot -> N x H x W uint8, 1 where channel 1 (foreground) is set."""
+def _check_npy_labels(labels: np.ndarray, path: Path) -> None:
+    """Refuse anything but one-hot N x H x W x 2 labels (channel 1 = foreground)."""
     if labels.ndim != 4 or labels.shape[-1] != 2:
         raise FcnlabError(f"{path}: shape {labels.shape}; labels must be one-hot N x H x W x 2 "
                           "(channel 0 = background, channel 1 = foreground); build them as "
                           "np.stack([1 - mask, mask], axis=-1)")
     _check_numeric(labels, path, "labels", allow_bool=True)
-    if not (np.all((labels == 0) | (labels == 1)) and np.all(labels.sum(axis=-1) == 1)):
-        raise FcnlabError(f"{path}: labels are not one-hot (each pixel needs exactly one 1 across its 2 "
-                          "channels, the rest 0); build them as np.stack([1 - mask, mask], axis=-1)")
-    return (labels[..., 1] == 1).astype(np.uint8)
+    for chunk in _chunks(labels):
+        if not (np.all((chunk == 0) | (chunk == 1)) and np.all(chunk.sum(axis=-1) == 1)):
+            raise FcnlabError(f"{path}: labels are not one-hot (each pixel needs exactly one 1 across its 2 "
+                              "channels, the rest 0); build them as np.stack([1 - mask, mask], axis=-1)")
 
 
 def _check_numeric(array: np.ndarray, path: Path, what: str, allow_bool: bool) -> None:
@@ -248,10 +254,10 @@ def _check_numeric(array: np.ndarray, path: Path, what: str, allow_bool: bool) -
 # --- Source 3: a folder of image and mask files ---------------------------------------------
 
 
-def load_folder_source(folder, image_size: int, foreground_value: int, val_fraction: float,
-                       test_fraction: float, seed: int, max_megapixels: float | None = None,
-                       resize: str = "square") -> SegSplits:
-    """`folder/images/*` and `folder/masks/*`, paired by file stem, split train/val/test by seed.
+def folder_source(folder, image_size: int, foreground_value: int, val_fraction: float,
+                  test_fraction: float, seed: int, resize: str = "square") -> SegSource:
+    """`folder/images/*` and `folder/masks/*`, paired by file stem, split train/val/test by seed,
+    read one pair of files at a time.
 
     Images: any mode Pillow reads with 8-bit channels (grayscale, RGB, RGBA, palette, ...),
     converted to RGB (alpha dropped), any size, each resized to S x S. Images smaller than
@@ -265,35 +271,39 @@ def load_folder_source(folder, image_size: int, foreground_value: int, val_fract
     masks, 0 for masks that mark the foreground black (e.g. the ISBI 2012 membranes).
     """
     folder = existing_folder(folder, "a folder source needs images/ and masks/ inside it")
-
     image_files = image_files_by_stem(folder / "images")
     mask_files = image_files_by_stem(folder / "masks")
     stems = _paired_stems(image_files, mask_files, folder)
+    indices = dict(zip(SPLIT_NAMES, split_indices(len(stems), seed, folder, val_fraction, test_fraction)))
+
+    def read(name):
+        for i in indices[name]:
+            yield read_image_and_mask(image_files[stems[i]], mask_files[stems[i]], resize, image_size,
+                                      foreground_value)
+
+    sizes = {name: [_size_at_training_scale(image_files[stems[i]], resize, image_size) for i in split]
+             for name, split in indices.items()}
+    return SegSource(sizes, read, test_split_note=f"seeded split of {folder.name}/ (test_fraction {test_fraction})")
+
+
+def load_folder_source(folder, image_size: int, foreground_value: int, val_fraction: float,
+                       test_fraction: float, seed: int, resize: str = "square") -> SegSplits:
+    """`folder_source`'s splits, in memory."""
+    return folder_source(folder, image_size, foreground_value, val_fraction, test_fraction, seed,
+                         resize).in_memory()
+
+
+def _size_at_training_scale(path: Path, resize: str, image_size: int) -> tuple[int, int]:
+    """(H, W) an image file will have at the training scale, from its header alone (no decoding);
+    an unreadable file counts as S x S (the reader reports it)."""
     if resize == "square":
-        pixels, sizes = len(stems) * image_size ** 2, f"{image_size} x {image_size} px"
-    else:
-        pixels = sum(_pixels_at_training_scale(image_files[stem], resize, image_size) for stem in stems)
-        sizes = f"their {'own size' if resize == 'none' else f'longer side {image_size} px'}"
-    check_pixel_budget(pixels, f"{len(stems)} images at {sizes}", max_megapixels, origin=folder)
-    pairs = [read_image_and_mask(image_files[stem], mask_files[stem], resize, image_size, foreground_value)
-             for stem in stems]
-    images = [image for image, _ in pairs]              # H x W x 3 each
-    masks = [mask for _, mask in pairs]                 # H x W each
-
-    train, val, test = split_indices(len(stems), seed, folder, val_fraction, test_fraction)
-    return _splits(images, masks, train, val, test,
-                   note=f"seeded split of {folder.name}/ (test_fraction {test_fraction})")
-
-
-def _pixels_at_training_scale(path: Path, resize: str, image_size: int) -> int:
-    """The pixels an image file will have at the training scale, from its header alone."""
+        return image_size, image_size
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, SyntaxError, ValueError):
-        return image_size ** 2          # unreadable: left for the reader to report
-    new_height, new_width = training_scale_size(height, width, resize, image_size)
-    return max(height * width, new_height * new_width)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return image_size, image_size
+    return training_scale_size(height, width, resize, image_size)
 
 
 def image_files_by_stem(directory: Path) -> dict[str, Path]:
@@ -392,30 +402,15 @@ def geometry_record(resize: str, image_size: int) -> dict:
 
 
 def segmentation_summary(splits: SegSplits) -> dict:
-    """JSON-able counts, image sizes and foreground fractions per split, for the prepare-seg summary."""
+    """JSON-able counts, image sizes and foreground fractions per split, as prepare-seg's summary
+    gives them (it gathers them while writing, `fcnlab.seg.shards`)."""
     summary = {"test_split_note": splits.test_split_note}
     for name, split in splits.splits().items():
-        heights = [image.shape[0] for image in split.images]
-        widths = [image.shape[1] for image in split.images]
-        summary[name] = {"count": len(split), "foreground_fraction": round(split.foreground_fraction(), 6),
-                         "height_px": [min(heights), max(heights)], "width_px": [min(widths), max(widths)]}
+        stats = SplitStats()
+        for image, mask in split:
+            stats.add(image, mask)
+        summary[name] = stats.summary()
     return summary
-
-
-def check_pixel_budget(pixels: int, description: str, max_megapixels: float | None, origin) -> None:
-    """Refuse to hold more than `max_megapixels` million pixels (None: no limit).
-
-    `description` says what the pixels are ("224 scenes of 128 x 128 px"), `origin` where
-    they come from (a folder, or the params key); both go into the message.
-    """
-    if max_megapixels is None:
-        return
-    if pixels > max_megapixels * 1e6:
-        raise FcnlabError(
-            f"{origin}: {description} would hold {pixels:.3g} pixels (about "
-            f"{pixels * TRAINING_BYTES_PER_PIXEL / 1e9:.3g} GB of memory in train-fcn), more than "
-            f"seg.max_megapixels = {max_megapixels:g} million; raise seg.max_megapixels in params.yaml "
-            "if this machine has the memory, or lower seg.image_size or use fewer images")
 
 
 def existing_folder(folder, needs: str) -> Path:

@@ -1,10 +1,15 @@
 """Train FCN-8s: Adam and the seed's cross-entropy by default, on whole images or random patches,
 augmented, with the validation IoU measured every epoch and the best epoch's weights kept.
 
-Data. Training reads a stream (`training_stream`): each pass a new seeded order of the training
-images; each image either whole (all the same size) or a random `patch_size` square of it
+Data. Training reads a stream (`training_stream`) from prepare-seg's shard files
+(`fcnlab.seg.shards`) with tf.data's own file ops, about two shards at a time, so memory does
+not grow with the training split: each pass a new seeded order of the shards and of the images
+within each; each image either whole (all the same size) or a random `patch_size` square of it
 (images of any sizes, e.g. at their own resolution); then the seeded joint augmentation of
-`fcnlab.seg.augment`. Same seed, same batches, byte for byte.
+`fcnlab.seg.augment`. Same seed and shards, same batches, byte for byte. Images given as arrays
+(tests, benchmarks) are first written as shards to a temporary folder. Only a split of at most
+`IN_MEMORY_MAX_PIXELS` is ever stacked in memory: for the plain whole-image path without
+augmentation, the frozen-encoder cache below, and Keras' per-epoch val_loss.
 
 Control. After every epoch the validation images are predicted whole (at the training scale,
 as evaluate-iou predicts) and their mean IoU goes into the epoch's logs as val_mean_iou
@@ -37,7 +42,10 @@ bfloat16 products. Unlike the above it changes the numbers slightly (README, Per
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -47,8 +55,14 @@ from fcnlab.seg.arrays import foreground_fraction
 from fcnlab.seg.losses import class_weights, segmentation_loss
 from fcnlab.core.batches import predict_in_batches
 from fcnlab.seg.predict import predict_images
+from fcnlab.seg.shards import load_prepared_split, write_split_shards
 from fcnlab.seg.speedups import (FusedAdam, check_precision, encoder_features_model, encoder_is_frozen,
                                  fast_twin, head_model, with_dtype_policy)
+
+
+IN_MEMORY_MAX_PIXELS = 20_000_000   # larger splits are only ever streamed from their shards
+TEMPORARY_SHARD_PIXELS = 16_000_000  # shards written for images given as arrays
+VALIDATION_CHUNK = 64                # validation images predicted at a time for the per-epoch IoU
 
 
 @dataclass
@@ -84,10 +98,11 @@ def one_hot_masks(masks: np.ndarray, n_classes: int = 2) -> np.ndarray:
 def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: int,
               batch_size: int, learning_rate: float, callbacks=(), cache_encoder_features: bool = True,
               strategy=None, speedups: bool = True, shuffle: bool = True, precision: str = "float32",
-              control: TrainingControl | None = None) -> TrainingRecord:
+              control: TrainingControl | None = None, train_shards=None) -> TrainingRecord:
     """Fit `model` in place on uint8 images (the model preprocesses them) and 0/1 masks.
 
-    Images and masks are arrays (N x H x W (x 3)) or lists of arrays of any sizes. `control`
+    Images and masks are arrays (N x H x W (x 3)) or lists of arrays of any sizes (memory-mapped
+    views of prepare-seg's shards, whose files are `train_shards`, stream from those). `control`
     (default: the seed's plain training) sets the loss, patches, augmentation and the
     validation-IoU control of the module docstring. Without validation IoU tracking
     (`keep_best` off, no `patience`, constant rate) the validation split still gives the
@@ -106,7 +121,8 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
     control = control or TrainingControl()
     check_precision(precision)
     whole_images = trains_on_whole_images(train_images, control.patch_size)
-    plain = whole_images and control.augmentation == NO_AUGMENTATION
+    plain = (whole_images and control.augmentation == NO_AUGMENTATION
+             and _pixel_count(train_images) <= IN_MEMORY_MAX_PIXELS)
     weights = (class_weights(foreground_fraction(train_masks)) if control.loss == "weighted_crossentropy"
                else None)
     with (strategy or tf.distribute.get_strategy()).scope():
@@ -139,10 +155,11 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
         history = trained.fit(batches, steps_per_epoch=steps, shuffle=False, **fit)
     else:
         patch_size = None if whole_images else control.patch_size
-        stream = training_stream(train_images, train_masks, batch_size, control.seed, patch_size,
-                                 control.augmentation, passes=epochs + 1)
-        steps = -(-len(draws_per_pass(train_images, patch_size)) // batch_size)
-        history = trained.fit(stream, steps_per_epoch=steps, shuffle=False, **fit)
+        with _shard_files(train_images, train_masks, train_shards) as shards:
+            stream = training_stream(shards, batch_size, control.seed, patch_size, control.augmentation,
+                                     passes=epochs + 1)
+            steps = -(-len(draws_per_pass(train_images, patch_size)) // batch_size)
+            history = trained.fit(stream, steps_per_epoch=steps, shuffle=False, **fit)
     if work is not model:
         model.set_weights(work.get_weights())
     return _record(history.history, controls)
@@ -160,10 +177,25 @@ def trains_on_whole_images(images, patch_size: int | None) -> bool:
     return False
 
 
+def _pixel_count(images) -> int:
+    return sum(image.shape[0] * image.shape[1] for image in images)
+
+
+@contextlib.contextmanager
+def _shard_files(images, masks, shards):
+    """`shards` if given, else the images and masks written as shards to a temporary folder."""
+    if shards:
+        yield list(shards)
+        return
+    with tempfile.TemporaryDirectory(prefix="fcnlab-shards-") as folder:
+        write_split_shards(Path(folder), "train", zip(images, masks), TEMPORARY_SHARD_PIXELS)
+        yield load_prepared_split(folder, "train").shards
+
+
 def _validation_inputs(val_images, features, batch_size: int):
     """Inputs for Keras' per-epoch val_loss: the images (or their cached features) when they
-    share one size, else None (then only the validation IoU is measured)."""
-    if len({image.shape[:2] for image in val_images}) != 1:
+    share one size and fit in memory, else None (then only the validation IoU is measured)."""
+    if len({image.shape[:2] for image in val_images}) != 1 or _pixel_count(val_images) > IN_MEMORY_MAX_PIXELS:
         return None
     stacked = np.stack(val_images)
     return stacked.astype(np.float32) if features is None else predict_in_batches(features, stacked,
@@ -176,8 +208,9 @@ def _control_callbacks(control: TrainingControl, work, val_images, val_masks, le
     tracked = control.keep_best or control.patience is not None or control.lr_schedule != "constant"
     if not tracked:
         return []
-    def predict():
-        return predict_images(work, val_images, precision=precision)
+    def predict():                      # a chunk of images at a time: memory bounded by the chunk
+        for start in range(0, len(val_images), VALIDATION_CHUNK):
+            yield from predict_images(work, val_images[start:start + VALIDATION_CHUNK], precision=precision)
     callbacks = [ValidationIoU(predict, val_masks, control.threshold)]
     if control.keep_best:
         callbacks.append(KeepBestEpoch())
@@ -212,40 +245,79 @@ def draws_per_pass(images, patch_size: int | None) -> np.ndarray:
     """The image indices one epoch draws from: each image once whole, or, with patches, as many
     times as patches it takes to cover its area (ceil(H x W / patch_size^2)), so an epoch sees
     about every pixel once whatever the patch size."""
+    return _draws(np.array([image.shape[:2] for image in images], np.int64).reshape(-1, 2), patch_size)
+
+
+def _draws(shapes: np.ndarray, patch_size: int | None) -> np.ndarray:
+    """`draws_per_pass` from the images' (height, width) rows."""
     if patch_size is None:
-        return np.arange(len(images))
-    counts = [-(-image.shape[0] * image.shape[1] // patch_size ** 2) for image in images]
-    return np.repeat(np.arange(len(images)), counts)
+        return np.arange(len(shapes))
+    return np.repeat(np.arange(len(shapes)), -(-shapes[:, 0] * shapes[:, 1] // patch_size ** 2))
 
 
-def training_stream(images, masks, batch_size: int, seed: int, patch_size: int | None,
-                    augmentation: Augmentation, passes: int):
-    """A tf.data stream of (N x P x P x 3 float32 images, N x P x P x 2 one-hot) batches.
+def training_stream(shards, batch_size: int, seed: int, patch_size: int | None,
+                    augmentation: Augmentation, passes: int, pipeline: tuple[int, int] = (0, 1)):
+    """A tf.data stream of (N x P x P x 3 float32 images, N x P x P x 2 one-hot) batches, read
+    from prepare-seg's shard files (`fcnlab.seg.shards.ShardFiles`).
 
-    Each pass over the images (an epoch: `draws_per_pass`) is a new permutation drawn from
-    (seed, pass), for `passes` passes (then it starts again); each image is cut to `patch_size`
-    patches and augmented by `augment_dataset` keyed by `seed`. Without patches every image must
-    have one size. The stream is TensorFlow ops only (no Python generator, whose py_func can
-    stall the input pipeline while a callback predicts): the split's pixels are one tensor,
-    each image a slice of it.
+    Each pass (an epoch: `draws_per_pass` of the shards' images) visits the shards in a new
+    seeded order, and each shard's draws in a new order drawn from (seed, pass, shard); two shards are read at a time and their draws interleaved, so the stream holds about
+    two shards whatever the split's size. After `passes` passes it starts again. Each image is
+    cut to `patch_size` patches and augmented by `augment_dataset` keyed by `seed`. Without
+    patches every image must have one size. `pipeline` = (i, n) reads only shards i, i + n, ...:
+    one worker's share of a multi-worker run, each reading its own files.
+
+    The stream is TensorFlow ops only (the files are read by `tf.io.read_file`, no Python
+    generator, whose py_func can stall the input pipeline while a callback predicts).
     """
     import tensorflow as tf
 
-    shapes = np.array([image.shape[:2] for image in images], dtype=np.int64)      # N x 2
+    shards = list(shards)[pipeline[0]::pipeline[1]]
+    if not shards:
+        raise ValueError(f"input pipeline {pipeline[0]} of {pipeline[1]} has no shard to read")
+    shapes = np.concatenate([shard.shapes for shard in shards])                    # N x 2, all images
     sizes = shapes[:, 0] * shapes[:, 1]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    flat_images = tf.constant(np.concatenate([np.asarray(image).reshape(-1, 3) for image in images]))  # P x 3
-    flat_masks = tf.constant(np.concatenate([np.asarray(mask).reshape(-1) for mask in masks]))        # P
-    draws = draws_per_pass(images, patch_size)
-    order = np.concatenate([np.random.default_rng([seed, p]).permutation(draws) for p in range(passes)])
+    firsts = np.cumsum([0] + [len(shard.shapes) for shard in shards])              # first image of each shard
+    starts = np.concatenate([np.cumsum(sizes[a:b]) - sizes[a:b] for a, b in zip(firsts[:-1], firsts[1:])])
+    draws = [_draws(shard.shapes, patch_size) for shard in shards]                 # local indices
+    schedule, orders = [], []                                                      # per (pass, slot)
+    for p in range(passes):
+        for k in np.random.default_rng([seed, p, 0, 1]).permutation(len(shards)).tolist():
+            # shard 0 keeps the key (seed, pass) of the earlier one-array stream: a one-shard split
+            # (the demo) is shuffled exactly as before
+            key = [seed, p, k] if k else [seed, p]
+            schedule.append(k)
+            orders.append(firsts[k] + np.random.default_rng(key).permutation(draws[k]))
+    bounds = tf.constant(np.cumsum([0] + [len(order) for order in orders]), tf.int64)
+    orders = tf.constant(np.concatenate(orders), tf.int64)          # image indices, slot after slot
+    schedule = tf.constant(schedule, tf.int64)                      # the shard of each slot
+    image_files = tf.constant([str(shard.images) for shard in shards])
+    mask_files = tf.constant([str(shard.masks) for shard in shards])
+    image_offsets = tf.constant([shard.images_offset for shard in shards], tf.int64)
+    mask_offsets = tf.constant([shard.masks_offset for shard in shards], tf.int64)
 
-    def image_and_mask(index):
-        start, size, shape = tf.gather(starts, index), tf.gather(sizes, index), tf.gather(shapes, index)
-        image = tf.reshape(flat_images[start:start + size], tf.concat([shape, [3]], axis=0))  # H x W x 3
-        mask = tf.reshape(flat_masks[start:start + size], shape)                               # H x W
-        return image, mask
+    def read_shard(slot):
+        shard = tf.gather(schedule, slot)
+        image_bytes = tf.io.decode_raw(tf.io.read_file(tf.gather(image_files, shard)), tf.uint8)   # header + p x 3
+        mask_bytes = tf.io.decode_raw(tf.io.read_file(tf.gather(mask_files, shard)), tf.uint8)     # header + p
+        image_offset, mask_offset = tf.gather(image_offsets, shard), tf.gather(mask_offsets, shard)
 
-    dataset = tf.data.Dataset.from_tensor_slices(order).map(image_and_mask).repeat()
+        def image_and_mask(index):
+            start, size, shape = tf.gather(starts, index), tf.gather(sizes, index), tf.gather(shapes, index)
+            first = image_offset + 3 * start
+            image = tf.reshape(image_bytes[first:first + 3 * size], tf.concat([shape, [3]], axis=0))  # H x W x 3
+            mask = tf.reshape(mask_bytes[mask_offset + start:mask_offset + start + size], shape)       # H x W
+            return image, mask
+
+        return tf.data.Dataset.from_tensor_slices(orders[bounds[slot]:bounds[slot + 1]]).map(image_and_mask)
+
+    per_pass = len(shards)
+
+    def one_pass(p):
+        slots = tf.data.Dataset.range(p * per_pass, (p + 1) * per_pass)
+        return slots.interleave(read_shard, cycle_length=min(2, per_pass), block_length=1)
+
+    dataset = tf.data.Dataset.range(passes).flat_map(one_pass).repeat()
     dataset = augment_dataset(dataset, seed, augmentation, patch_size)
     dataset = dataset.map(lambda image, mask: (tf.cast(image, tf.float32), tf.one_hot(tf.cast(mask, tf.int32), 2)))
     return dataset.batch(batch_size).prefetch(1)

@@ -1,0 +1,167 @@
+"""prepare-seg's output folder: each split as numbered shards, written and read one image at a time.
+
+A split is cut into shards of at most `shard_pixels` pixels (one image more than that gets a
+shard of its own); each shard is a group of the ragged layout of `fcnlab.seg.arrays`:
+
+    train-00000-of-00003_shapes.npy    n x 2 int64   (height, width) of the shard's images
+    train-00000-of-00003_images.npy    p x 3 uint8   their RGB pixels, one image after another
+    train-00000-of-00003_masks.npy     p uint8       their masks, 1 foreground, 0 background
+    train-00001-of-00003_...
+    geometry.json                                    the training scale (fcnlab.seg.geometry)
+
+Writing holds one shard in memory at a time, so prepare-seg's memory does not grow with the
+data set; the folder is replaced atomically (`atomic_path`), so a crash leaves the old output
+or none. Same images and cap, same bytes. Reading memory-maps every shard (`load_prepared_split`)
+and hands train-fcn the shard files (`ShardFiles`), which tf.data reads itself
+(`fcnlab.seg.training.training_stream`). Before writing, `check_free_space` compares the bytes
+the output will take (`prepared_bytes`, from the images' sizes alone) with the free disk space.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fcnlab.core.errors import FcnlabError
+from fcnlab.core.io import atomic_path
+from fcnlab.seg.arrays import (PREPARED_FIX, SegSplit, SplitStats, check_binary_masks, check_uint8,
+                               load_ragged_file, load_shapes_file, save_split_arrays, split_up, write_geometry)
+
+SHARD_NAME = "{split}-{index:05d}-of-{count:05d}"
+NPY_HEADER_BYTES = 128            # np.save's header for these arrays (version 1.0: 128 bytes)
+MAX_SHARDS = 100_000              # five digits in the names
+BYTES_PER_PIXEL = 4               # 3 image bytes and 1 mask byte
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """One shard's pixel files as tf.data reads them: raw bytes after an `.npy` header."""
+
+    images: Path                  # p x 3 uint8 after `images_offset` header bytes
+    masks: Path                   # p uint8 after `masks_offset` header bytes
+    shapes: np.ndarray            # n x 2 (height, width) of its images
+    images_offset: int
+    masks_offset: int
+
+
+# --- Writing ----------------------------------------------------------------------------------
+
+
+def save_prepared_segmentation(directory, splits: dict, geometry: dict,
+                               shard_pixels: int = 16_000_000) -> dict[str, SplitStats]:
+    """Write each split (any iterable of (H x W x 3 uint8 image, H x W uint8 mask) pairs, read
+    once, in order) as shards of at most `shard_pixels` pixels, and `geometry.json`, into
+    `directory`, replacing it atomically. Returns each split's counts."""
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        stats = {name: write_split_shards(tmp, name, pairs, shard_pixels) for name, pairs in splits.items()}
+        write_geometry(tmp, geometry)
+    return stats
+
+
+def write_split_shards(directory: Path, name: str, pairs, shard_pixels: int) -> SplitStats:
+    """Split `name`'s pairs as shards in `directory`, holding one shard in memory at a time."""
+    stats, images, masks, shard_paths, pixels = SplitStats(), [], [], [], 0
+    for image, mask in pairs:
+        size = image.shape[0] * image.shape[1]
+        if images and pixels + size > shard_pixels:
+            shard_paths.append(_write_shard(directory, name, len(shard_paths), images, masks))
+            images, masks, pixels = [], [], 0
+        pixels += size
+        images.append(image)
+        masks.append(mask)
+        stats.add(image, mask)
+    if not images:
+        raise ValueError(f"split {name!r} has no images; every split needs at least one")
+    shard_paths.append(_write_shard(directory, name, len(shard_paths), images, masks))
+    for index, stem in enumerate(shard_paths):       # the final names carry the shard count
+        final = SHARD_NAME.format(split=name, index=index, count=len(shard_paths))
+        for kind in ("shapes", "images", "masks"):
+            (directory / f"{stem}_{kind}.npy").rename(directory / f"{final}_{kind}.npy")
+    return stats
+
+
+def _write_shard(directory: Path, name: str, index: int, images: list, masks: list) -> str:
+    if index >= MAX_SHARDS:
+        raise FcnlabError(f"{directory}: split {name} needs more than {MAX_SHARDS} shards; "
+                          "raise seg.shard_megapixels in params.yaml")
+    stem = f".{name}-{index:05d}-unfinished"
+    save_split_arrays(directory, stem, images=images, masks=masks)
+    return stem
+
+
+# --- The disk-space check ---------------------------------------------------------------------
+
+
+def prepared_bytes(sizes) -> int:
+    """An upper bound on the bytes of prepare-seg's output for images of `sizes` ((H, W) each, at
+    the training scale): their pixels, their shapes, and at most one shard's headers per image."""
+    sizes = list(sizes)
+    pixels = sum(height * width for height, width in sizes)
+    return BYTES_PER_PIXEL * pixels + len(sizes) * (16 + 3 * NPY_HEADER_BYTES) + 4096
+
+
+def check_free_space(directory, needed_bytes: int, free_bytes: int) -> None:
+    """Refuse to start writing `needed_bytes` into `directory` when only `free_bytes` are free there."""
+    if needed_bytes > free_bytes:
+        raise FcnlabError(
+            f"{directory}: prepare-seg's output needs about {needed_bytes / 1e9:.3g} GB ({needed_bytes} bytes) "
+            f"but only {free_bytes / 1e9:.3g} GB ({free_bytes} bytes) are free on its disk (the old output "
+            "stays until the new one is complete); free some space or move the workspace to a larger disk, "
+            "or lower seg.image_size or use fewer images")
+
+
+# --- Reading ----------------------------------------------------------------------------------
+
+
+def load_prepared_split(directory, name: str) -> SegSplit:
+    """Split `name` ("train", "val" or "test") of prepare-seg's folder: every shard checked and
+    memory-mapped; `images[i]`, `masks[i]` are views into the files, `shards` the files."""
+    directory = Path(directory)
+    images, masks, shards = [], [], []
+    for stem in shard_stems(directory, name):
+        shard_images, shard_masks, files = _load_shard(directory, stem)
+        images += shard_images
+        masks += shard_masks
+        shards.append(files)
+    return SegSplit(images, masks, shards)
+
+
+def shard_stems(directory: Path, name: str) -> list[str]:
+    """The shard names of split `name`, in order; a missing, extra or misnamed shard is an error."""
+    found = sorted(path.name[:-len("_shapes.npy")] for path in directory.glob(f"{name}-*_shapes.npy"))
+    if not found:
+        old = directory / f"{name}_shapes.npy"
+        if old.is_file():
+            raise FcnlabError(f"{old}: the unsharded layout of an older fcnlab; {PREPARED_FIX}")
+        raise FcnlabError(f"{directory / SHARD_NAME.format(split=name, index=0, count=1)}_shapes.npy: "
+                          f"file not found (no shard of the {name} split); {PREPARED_FIX}")
+    match = re.fullmatch(rf"{re.escape(name)}-\d{{5}}-of-(\d{{5}})", found[0])
+    count = int(match.group(1)) if match else 0
+    expected = [SHARD_NAME.format(split=name, index=index, count=count) for index in range(count)]
+    if found != expected:
+        odd = sorted(set(found) ^ set(expected))[0]
+        state = "missing" if odd in expected else "not a shard of this split"
+        raise FcnlabError(f"{directory / odd}_shapes.npy: {state} (the {name} split has "
+                          f"{len(found)} shard(s): {', '.join(found[:3])}{' ...' if len(found) > 3 else ''}); "
+                          f"{PREPARED_FIX}")
+    return found
+
+
+def _load_shard(directory: Path, stem: str):
+    """(image views, mask views, ShardFiles) of one shard, every file checked."""
+    shapes = load_shapes_file(directory / f"{stem}_shapes.npy", PREPARED_FIX)
+    images = load_ragged_file(directory / f"{stem}_images.npy", shapes, channels=3, fix=PREPARED_FIX)
+    check_uint8(directory / f"{stem}_images.npy", images, PREPARED_FIX)
+    check_binary_masks(directory / f"{stem}_masks.npy",     # a map of its own, let go after the check
+                       load_ragged_file(directory / f"{stem}_masks.npy", shapes, channels=None, fix=PREPARED_FIX))
+    masks = load_ragged_file(directory / f"{stem}_masks.npy", shapes, channels=None, fix=PREPARED_FIX)
+    for path, array in ((directory / f"{stem}_images.npy", images), (directory / f"{stem}_masks.npy", masks)):
+        if not array.flags.c_contiguous:          # tf.data reads the bytes in C order
+            raise FcnlabError(f"{path}: stored in Fortran order, not as np.save writes it; {PREPARED_FIX}")
+    files = ShardFiles(directory / f"{stem}_images.npy", directory / f"{stem}_masks.npy", shapes,
+                       images_offset=int(images.offset), masks_offset=int(masks.offset))
+    return split_up(images, shapes), split_up(masks, shapes), files
