@@ -46,3 +46,9 @@ def offline_env(tmp_path):
     dead = "http://127.0.0.1:9"
     return {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead,
             "NO_PROXY": "", "no_proxy": "", "KERAS_HOME": str(tmp_path / "keras_home")}
+
+
+def pytest_collection_modifyitems(items):
+    """The integration tests first: they are the longest file, so under two xdist workers the
+    other worker runs every other file meanwhile instead of waiting for them at the end."""
+    items.sort(key=lambda item: item.path.name != "test_pipeline.py")
