@@ -9,8 +9,8 @@ resident memory, /proc/self/status VmHWM) is that path's alone:
     tiled     a generated side x side RGB image, written band by band to a .npy file and opened
               as a read-only memmap, segmented by `predict_tiled` with the default-sized FCN-8s
               (head width 512, random weights): wall time and peak RSS.
-    untiled   the one-piece path (`fcnlab.seg.predict.segment_image`: the image, its padded copy,
-              one forward pass) on smaller images. Peak RSS grows linearly with the pixels, so
+    untiled   the one-piece path (`fcnlab.seg.predict.predict_foreground`: the whole image in
+              memory, one forward pass) on smaller images. Peak RSS grows linearly with the pixels, so
               a least-squares line through these points estimates what the whole large image
               would need; running it would not fit in this machine's memory.
 
@@ -101,9 +101,9 @@ def run_worker(args) -> dict:
             fg_probs = predict_tiled(with_progress(lambda tiles: predict_foreground(model, tiles),
                                                    windows, start), image, args.tile_px, args.margin_px)
         else:
-            from fcnlab.seg.predict import segment_image
+            from fcnlab.seg.predict import predict_foreground
 
-            fg_probs, windows = segment_image(model, np.array(image)), 1     # read whole, as today
+            fg_probs, windows = predict_foreground(model, np.array(image)[None])[0], 1   # read whole, one pass
         seconds = time.perf_counter() - start
         return {"side": args.side, "seconds": round(seconds, 1), "windows": windows,
                 "peak_rss_bytes": peak_rss_bytes(), "peak_rss_before_predicting_bytes": rss_before,
