@@ -36,6 +36,7 @@ WORKER_TIMEOUT_SECONDS = 300
 # epoch moves a typical weight by 2e-3 to 7e-3 (median per tensor, max 8e-3). 1e-6 is about
 # 60 times the rounding and over 1000 times below what training changes.
 WEIGHT_ATOL = 1e-6
+FCN_WEIGHT_ATOL = 1e-4    # the FCN's Adam steps: see the two-worker FCN test
 
 
 def tf_config(ports, index, chief=False):
@@ -353,9 +354,14 @@ def test_two_fcn_workers_train_like_one_process_and_only_the_chief_writes(tmp_pa
     ours, theirs = load_model(chief / "model.keras").get_weights(), load_model(reference / "model.keras").get_weights()
     assert len(ours) == len(theirs) > 30
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, fcn8s_initial_weights()))
-    assert moved > 100 * WEIGHT_ATOL           # training changed the weights: the comparison means something
-    for a, b in zip(ours, theirs):
-        np.testing.assert_allclose(a, b, rtol=0, atol=WEIGHT_ATOL)
+    assert moved > 5 * FCN_WEIGHT_ATOL         # training changed the weights: the comparison means something
+    # Adam divides each step by sqrt(v): where a gradient is near zero, the rounding of the two
+    # summed halves can move that weight's step by a fraction of the learning rate. Measured: at
+    # most 1.9e-5, on 4 % of the weights (load on the machine changes which); a run on the wrong
+    # batches differs by about the learning rate (6e-4) on most weights.
+    differences = np.concatenate([np.abs(a - b).ravel() for a, b in zip(ours, theirs)])
+    assert differences.max() <= FCN_WEIGHT_ATOL
+    assert np.mean(differences > WEIGHT_ATOL) < 0.1
     assert load_json(chief / "metrics.json") == pytest.approx(load_json(reference / "metrics.json"), abs=1e-6)
 
 
