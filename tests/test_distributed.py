@@ -354,7 +354,7 @@ def test_two_fcn_workers_train_like_one_process_and_only_the_chief_writes(tmp_pa
     ours, theirs = load_model(chief / "model.keras").get_weights(), load_model(reference / "model.keras").get_weights()
     assert len(ours) == len(theirs) > 30
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, fcn8s_initial_weights()))
-    assert moved > 5 * FCN_WEIGHT_ATOL         # training changed the weights: the comparison means something
+    assert moved > 100 * WEIGHT_ATOL           # training changed the weights: the comparison means something
     # Adam divides each step by sqrt(v): where a gradient is near zero, the rounding of the two
     # summed halves can move that weight's step by a fraction of the learning rate. Measured: at
     # most 1.9e-5, on 4 % of the weights (load on the machine changes which); a run on the wrong
