@@ -358,11 +358,12 @@ def test_two_fcn_workers_train_like_one_process_and_only_the_chief_writes(tmp_pa
     # Adam divides each step by sqrt(v): where a gradient is near zero, the rounding of the two
     # summed halves can move that weight's step by a fraction of the learning rate. Measured: at
     # most 1.9e-5, on 4 % of the weights (load on the machine changes which); a run on the wrong
-    # batches differs by about the learning rate (6e-4) on most weights.
+    # batches would differ by about the learning rate (6e-4) on most weights.
     differences = np.concatenate([np.abs(a - b).ravel() for a, b in zip(ours, theirs)])
     assert differences.max() <= FCN_WEIGHT_ATOL
     assert np.mean(differences > WEIGHT_ATOL) < 0.1
-    assert load_json(chief / "metrics.json") == pytest.approx(load_json(reference / "metrics.json"), abs=1e-6)
+    # The same epoch kept; its validation IoU counts thresholded pixels, which those steps can flip.
+    assert load_json(chief / "metrics.json") == pytest.approx(load_json(reference / "metrics.json"), abs=1e-3)
 
 
 def fcn8s_initial_weights():
