@@ -258,10 +258,11 @@ def test_metrics_show_and_exp_show_fit_in_160_columns(repo):
     """After the experiments above (a param override and a two-run sweep), both tables a user
     reads first stay readable in a terminal: DVC users complain of 2,000-column ones."""
     repo.env["COLUMNS"] = "1000"              # exp show's table shrinks to the terminal: measure it whole
-    try:
-        # exp show also lists the hash of every dependency an experiment changed (here the models
+    # exp show also lists the hash of every dependency an experiment changed (here the models
     # that plot-latent reads): README shows `--drop 'data/|models/'` to hide those columns.
-    for command in (["metrics", "show"], ["exp", "show", "--only-changed", "--no-pager", "--drop", "data/|models/"]):
+    try:
+        for command in (["metrics", "show"],
+                        ["exp", "show", "--only-changed", "--no-pager", "--drop", "data/|models/"]):
             shown = repo.dvc(*command)
             width = max(len(line) for line in shown.splitlines())
             print(f"dvc {' '.join(command)}: {width} columns\n{shown}")
