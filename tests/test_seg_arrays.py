@@ -7,7 +7,7 @@ import pytest
 from fcnlab.core.errors import FcnlabError
 from fcnlab.seg.arrays import SegSplit, load_geometry, load_test_predictions, save_split_arrays
 from fcnlab.seg.shards import (check_free_space, load_prepared_split, prepared_bytes,
-                               save_prepared_segmentation)
+                               save_prepared_segmentation, shards_foreground_fraction)
 
 GEOMETRY = {"resize": "none", "image_size": 512}
 
@@ -114,6 +114,9 @@ def test_a_small_cap_cuts_a_split_into_shards_that_read_back_equal(tmp_path):
         np.testing.assert_array_equal(written, read)
     assert stats["train"].count == 5 and stats["train"].foreground_fraction() == pytest.approx(
         train.foreground_fraction())
+    assert [shard.foreground_pixels for shard in loaded.shards] == [
+        int(sum(m.sum() for m in train.masks[:2])), *(int(m.sum()) for m in train.masks[2:])]
+    assert shards_foreground_fraction(loaded.shards) == pytest.approx(train.foreground_fraction(), abs=1e-12)
 
 
 def test_shards_are_written_from_a_stream_read_once(tmp_path):

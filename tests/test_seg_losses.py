@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from fcnlab.seg.arrays import foreground_fraction
-from fcnlab.seg.losses import (DICE_SMOOTH, EPSILON, LOSSES, class_weights,
+from fcnlab.seg.losses import (DICE_SMOOTH, EPSILON, LOSSES, class_weights, rarer_class,
                                segmentation_loss)
 
 
@@ -32,8 +32,8 @@ def numpy_dice(truth, probs):
     return float(1 - (2 * (t * p).sum() + DICE_SMOOTH) / (t.sum() + p.sum() + DICE_SMOOTH))
 
 
-def loss_value(name, truth, probs, weights=None):
-    return float(segmentation_loss(name, weights)(tf.constant(truth), tf.constant(probs)))
+def loss_value(name, truth, probs, weights=None, dice_class=1):
+    return float(segmentation_loss(name, weights, dice_class)(tf.constant(truth), tf.constant(probs)))
 
 
 # --- class weights ------------------------------------------------------------------------------
@@ -106,6 +106,26 @@ def test_dice_of_a_batch_without_foreground_predicted_empty_is_zero():
     assert loss_value("dice", empty, empty) == pytest.approx(0.0)
 
 
+@pytest.mark.parametrize("fraction, expected", [(0.22, 1), (0.5, 1), (0.78, 0), (0.0, 1), (1.0, 0)])
+def test_the_dice_scores_the_rarer_class_of_the_training_masks(fraction, expected):
+    assert rarer_class(fraction) == expected
+
+
+@pytest.mark.parametrize("name", ["dice", "crossentropy_dice"])
+def test_dice_on_the_background_scores_inverted_masks_as_the_foreground_dice_scores_the_masks(name):
+    """Masks that are mostly foreground (ISBI cells) with the Dice on class 0 get the loss that
+    their inverted masks (the membranes) get with the Dice on class 1: they train alike."""
+    truth, probs = batch(seed=6)
+    swapped_truth, swapped_probs = truth[..., ::-1].copy(), probs[..., ::-1].copy()
+    on_background = loss_value(name, truth, probs, dice_class=0)
+    assert on_background == pytest.approx(loss_value(name, swapped_truth, swapped_probs, dice_class=1), rel=1e-6)
+    assert on_background != pytest.approx(loss_value(name, truth, probs, dice_class=1), rel=1e-3)
+    all_foreground = np.eye(2, dtype=np.float32)[np.ones(truth.shape[:-1], int)]
+    mostly_foreground = swapped_truth                       # ~70 % foreground: "all foreground" is close
+    assert loss_value("dice", mostly_foreground, all_foreground, dice_class=1) < 0.2
+    assert loss_value("dice", mostly_foreground, all_foreground, dice_class=0) > 0.9
+
+
 def test_crossentropy_dice_is_their_sum():
     truth, probs = batch(seed=3)
     expected = numpy_crossentropy(truth, probs) + numpy_dice(truth, probs)
@@ -145,6 +165,8 @@ def test_losses_refuse_unknown_names_and_misplaced_weights():
         segmentation_loss("dice", (1.0, 2.0))
     with pytest.raises(ValueError, match="two positive numbers"):
         segmentation_loss("weighted_crossentropy", (1.0, -2.0))
+    with pytest.raises(ValueError, match="dice_class must be 0"):
+        segmentation_loss("dice", dice_class=2)
 
 
 # --- in a real model ----------------------------------------------------------------------------
@@ -182,4 +204,14 @@ def test_a_model_compiled_with_a_loss_saves_and_loads_safely(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert loaded.loss.kind == "weighted_crossentropy" and loaded.loss.class_weights == (0.6, 3.0)
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)
+
+
+def test_the_dice_class_is_saved_with_the_model(tmp_path):
+    x, y = tiny_data()
+    model = tiny_segmenter()
+    model.compile(optimizer="adam", loss=segmentation_loss("crossentropy_dice", dice_class=0))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert loaded.loss.kind == "crossentropy_dice" and loaded.loss.dice_class == 0
     assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)

@@ -2,7 +2,7 @@
 
     crossentropy            categorical cross-entropy, the seed's loss (every pixel counts once)
     weighted_crossentropy   the same, each pixel weighted by its true class (`class_weights`)
-    dice                    1 - soft Dice of the foreground channel, over the whole batch
+    dice                    1 - soft Dice of the rarer class's channel, over the whole batch
     crossentropy_dice       crossentropy + dice
 
 Inputs are what the FCN is fitted on: `y_true` one-hot N x H x W x 2 (channel 1 = foreground),
@@ -13,6 +13,12 @@ Why these: with 12 % foreground, predicting "all background" already scores 88 %
 accuracy, and plain cross-entropy can settle there (the retinal-vessel run of issue 13 did).
 Weighting the foreground pixels up, or scoring the foreground's overlap directly (Dice, which
 ignores the true negatives), makes that all-background answer expensive.
+
+Dice is scored on the rarer class (`dice_class`, chosen from the training masks by
+`rarer_class`): on masks that are mostly foreground, the foreground's Dice is already high for
+"all foreground" and holds the model there, while the background's Dice scores the thin
+structure between the objects. Cross-entropy treats both classes alike, so with the Dice on the
+rarer class a data set and its inverted masks train the same way.
 
 Each loss's `call` returns a per-pixel map (N x H x W) whose mean is the batch's loss, so Keras'
 usual reduction averages it and, under a `tf.distribute` strategy, scales it per replica. Dice
@@ -64,11 +70,17 @@ def class_weights(foreground_fraction: float, min_fraction: float = MIN_FRACTION
     return w_background, w_background * ratio
 
 
-def segmentation_loss(name: str, class_weights=None) -> keras.losses.Loss:
+def rarer_class(foreground_fraction: float) -> int:
+    """The class the Dice scores: 1 (foreground) unless the masks are mostly foreground, then 0."""
+    return 1 if foreground_fraction <= 0.5 else 0
+
+
+def segmentation_loss(name: str, class_weights=None, dice_class: int = 1) -> keras.losses.Loss:
     """The loss called `name` (one of LOSSES), ready for `model.compile(loss=...)`.
 
     `class_weights` (w_background, w_foreground) is required by "weighted_crossentropy" and
-    refused by the others. Calling the loss on (y_true, y_pred) gives the batch's mean.
+    refused by the others; `dice_class` (0 or 1, see `rarer_class`) is the channel the Dice of
+    "dice" and "crossentropy_dice" scores. Calling the loss on (y_true, y_pred) gives the batch's mean.
     """
     if name not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {name!r}")
@@ -77,7 +89,9 @@ def segmentation_loss(name: str, class_weights=None) -> keras.losses.Loss:
                          f"with class_weights={class_weights!r}")
     if class_weights is not None:
         class_weights = _checked_weights(class_weights)
-    return SegmentationLoss(kind=name, class_weights=class_weights)
+    if dice_class not in (0, 1):
+        raise ValueError(f"dice_class must be 0 (background) or 1 (foreground), got {dice_class!r}")
+    return SegmentationLoss(kind=name, class_weights=class_weights, dice_class=dice_class)
 
 
 def _checked_weights(weights) -> tuple[float, float]:
@@ -92,11 +106,12 @@ def _checked_weights(weights) -> tuple[float, float]:
 class SegmentationLoss(keras.losses.Loss):
     """One of LOSSES as a Keras loss (saved and loaded with the model by its config)."""
 
-    def __init__(self, kind: str = "crossentropy", class_weights=None, name=None,
+    def __init__(self, kind: str = "crossentropy", class_weights=None, dice_class: int = 1, name=None,
                  reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name or kind, reduction=reduction, dtype=dtype)
         self.kind = kind
         self.class_weights = None if class_weights is None else tuple(class_weights)
+        self.dice_class = int(dice_class)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "float32")                           # N x H x W x 2
@@ -106,13 +121,13 @@ class SegmentationLoss(keras.losses.Loss):
         if self.kind == "weighted_crossentropy":
             weights = ops.sum(y_true * ops.convert_to_tensor(self.class_weights, "float32"), axis=-1)
             return weights * pixel_crossentropy(y_true, y_pred)
-        dice = ops.zeros_like(y_true[..., 0]) + soft_dice_loss(y_true, y_pred)   # N x H x W, all equal
+        dice = ops.zeros_like(y_true[..., 0]) + soft_dice_loss(y_true, y_pred, self.dice_class)  # N x H x W
         if self.kind == "dice":
             return dice
         return pixel_crossentropy(y_true, y_pred) + dice
 
     def get_config(self):
-        return {**super().get_config(), "kind": self.kind,
+        return {**super().get_config(), "kind": self.kind, "dice_class": self.dice_class,
                 "class_weights": None if self.class_weights is None else list(self.class_weights)}
 
 
@@ -123,9 +138,9 @@ def pixel_crossentropy(y_true, y_pred):
     return -ops.sum(y_true * ops.log(probs), axis=-1)                  # N x H x W
 
 
-def soft_dice_loss(y_true, y_pred):
-    """1 - (2 sum(p t) + s) / (sum p + sum t + s) over every pixel of the batch's foreground
-    channel (p predicted probability, t truth, s = DICE_SMOOTH): a scalar in [0, 1]."""
-    truth, prob = y_true[..., 1], y_pred[..., 1]
+def soft_dice_loss(y_true, y_pred, channel: int = 1):
+    """1 - (2 sum(p t) + s) / (sum p + sum t + s) over every pixel of the batch's `channel`
+    (1 = foreground; p predicted probability, t truth, s = DICE_SMOOTH): a scalar in [0, 1]."""
+    truth, prob = y_true[..., channel], y_pred[..., channel]
     overlap = ops.sum(truth * prob)
     return 1.0 - (2.0 * overlap + DICE_SMOOTH) / (ops.sum(truth) + ops.sum(prob) + DICE_SMOOTH)

@@ -45,6 +45,7 @@ class ShardFiles:
     shapes: np.ndarray            # n x 2 (height, width) of its images
     images_offset: int
     masks_offset: int
+    foreground_pixels: int        # mask pixels that are 1
 
 
 # --- Writing ----------------------------------------------------------------------------------
@@ -156,12 +157,23 @@ def _load_shard(directory: Path, stem: str):
     shapes = load_shapes_file(directory / f"{stem}_shapes.npy", PREPARED_FIX)
     images = load_ragged_file(directory / f"{stem}_images.npy", shapes, channels=3, fix=PREPARED_FIX)
     check_uint8(directory / f"{stem}_images.npy", images, PREPARED_FIX)
-    check_binary_masks(directory / f"{stem}_masks.npy",     # a map of its own, let go after the check
-                       load_ragged_file(directory / f"{stem}_masks.npy", shapes, channels=None, fix=PREPARED_FIX))
+    checked = load_ragged_file(directory / f"{stem}_masks.npy", shapes, channels=None, fix=PREPARED_FIX)
+    check_binary_masks(directory / f"{stem}_masks.npy", checked)   # a map of its own, let go after the check
+    foreground_pixels = int(np.count_nonzero(checked))
+    del checked
     masks = load_ragged_file(directory / f"{stem}_masks.npy", shapes, channels=None, fix=PREPARED_FIX)
     for path, array in ((directory / f"{stem}_images.npy", images), (directory / f"{stem}_masks.npy", masks)):
         if not array.flags.c_contiguous:          # tf.data reads the bytes in C order
             raise FcnlabError(f"{path}: stored in Fortran order, not as np.save writes it; {PREPARED_FIX}")
     files = ShardFiles(directory / f"{stem}_images.npy", directory / f"{stem}_masks.npy", shapes,
-                       images_offset=int(images.offset), masks_offset=int(masks.offset))
+                       images_offset=int(images.offset), masks_offset=int(masks.offset),
+                       foreground_pixels=foreground_pixels)
     return split_up(images, shapes), split_up(masks, shapes), files
+
+
+def shards_foreground_fraction(shards: list[ShardFiles]) -> float:
+    """The foreground share of the shards' mask pixels, from the counts taken when they were loaded."""
+    pixels = sum(int((files.shapes[:, 0] * files.shapes[:, 1]).sum()) for files in shards)
+    if pixels == 0:
+        raise ValueError("shards_foreground_fraction needs at least one mask pixel, got none")
+    return sum(files.foreground_pixels for files in shards) / pixels

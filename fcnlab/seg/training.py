@@ -52,10 +52,10 @@ import numpy as np
 from fcnlab.seg.augment import NO_AUGMENTATION, Augmentation, augment_dataset
 from fcnlab.seg.callbacks import KeepBestEpoch, ValidationIoU, early_stopping, lr_schedule_callback
 from fcnlab.seg.arrays import foreground_fraction
-from fcnlab.seg.losses import class_weights, segmentation_loss
+from fcnlab.seg.losses import class_weights, rarer_class, segmentation_loss
 from fcnlab.core.batches import predict_in_batches
 from fcnlab.seg.predict import predict_images
-from fcnlab.seg.shards import load_prepared_split, write_split_shards
+from fcnlab.seg.shards import load_prepared_split, shards_foreground_fraction, write_split_shards
 from fcnlab.seg.speedups import (FusedAdam, check_precision, encoder_features_model, encoder_is_frozen,
                                  fast_twin, head_model, with_dtype_policy)
 
@@ -123,8 +123,8 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
     whole_images = trains_on_whole_images(train_images, control.patch_size)
     plain = (whole_images and control.augmentation == NO_AUGMENTATION
              and _pixel_count(train_images) <= IN_MEMORY_MAX_PIXELS)
-    weights = (class_weights(foreground_fraction(train_masks)) if control.loss == "weighted_crossentropy"
-               else None)
+    fraction = shards_foreground_fraction(train_shards) if train_shards else foreground_fraction(train_masks)
+    weights = class_weights(fraction) if control.loss == "weighted_crossentropy" else None
     with (strategy or tf.distribute.get_strategy()).scope():
         work = model if precision == "float32" else with_dtype_policy(model, "mixed_bfloat16")
         cached = plain and encoder_is_frozen(work) and cache_encoder_features
@@ -135,7 +135,8 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
         else:
             trained = fast_twin(work) if speedups else work
         optimizer = (FusedAdam if speedups else keras.optimizers.Adam)(learning_rate)
-        trained.compile(optimizer=optimizer, loss=segmentation_loss(control.loss, weights), metrics=["accuracy"])
+        loss = segmentation_loss(control.loss, weights, dice_class=rarer_class(fraction))
+        trained.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
     val_x = _validation_inputs(val_images, features if cached else None, batch_size)
     controls = _control_callbacks(control, work, val_images, val_masks, learning_rate, epochs, precision)
