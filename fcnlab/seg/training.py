@@ -60,7 +60,7 @@ from fcnlab.seg.speedups import (FusedAdam, check_precision, encoder_features_mo
                                  fast_twin, head_model, with_dtype_policy)
 
 
-IN_MEMORY_MAX_PIXELS = 20_000_000   # larger splits are only ever streamed from their shards
+IN_MEMORY_MAX_PIXELS = 4_000_000    # larger splits are only ever streamed from their shards (README)
 TEMPORARY_SHARD_PIXELS = 16_000_000  # shards written for images given as arrays
 VALIDATION_CHUNK = 64                # validation images predicted at a time for the per-epoch IoU
 
