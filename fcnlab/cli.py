@@ -217,10 +217,12 @@ def run_segment(args) -> int:
     from fcnlab.core.io import load_model
     from fcnlab.seg import segment
     from fcnlab.seg.model import check_segmentation_model
-    from fcnlab.seg.speedups import PRECISIONS
+    from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning
 
     if args.precision not in PRECISIONS:
         raise FcnlabError(f"--precision: {args.precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+    if warning := emulated_bfloat16_warning(args.precision, "segment", "--precision"):
+        print(warning)
     model = load_model(args.model, check=check_segmentation_model)
     geometry = None if args.native else _training_geometry(args.model)
     _make_folder(args.out)

@@ -16,7 +16,7 @@ from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE
 from fcnlab.seg.losses import LOSSES
 from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.shards import load_prepared_split
-from fcnlab.seg.speedups import PRECISIONS
+from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning
 from fcnlab.seg.training import TrainingControl, epoch_rows, train_fcn
 
 
@@ -34,6 +34,8 @@ def main(args):
     learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
     seed = fcn.integer("seed", minimum=0)
     precision = fcn.choice("precision", PRECISIONS)
+    if warning := emulated_bfloat16_warning(precision, "train-fcn", "fcn.precision"):
+        print(warning)
     patch_size = None if fcn.values.get("patch_size") is None else fcn.integer(
         "patch_size", minimum=IMAGE_SIZE_MULTIPLE, maximum=2048, multiple_of=IMAGE_SIZE_MULTIPLE)
     control = TrainingControl(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fcnlab.seg.speedups import FusedAdam, PaddingFreeConv2D, skipped_fraction
+from fcnlab.seg.speedups import FusedAdam, PaddingFreeConv2D, emulated_bfloat16_warning, skipped_fraction
 
 
 def conv_pair(kernel, channels_in, filters, activation="relu", seed=0):
@@ -86,3 +86,20 @@ def test_fused_adam_under_a_distribution_strategy_is_keras_adam():
     fused = fitted_dense_weights(FusedAdam, strategy)
     for a, b in zip(fused, fitted_dense_weights(keras.optimizers.Adam, tf.distribute.get_strategy())):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse2 avx fma avx2\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx fma avx2\n"
+
+
+def test_bfloat16_on_a_cpu_without_native_bfloat16_gets_a_warning_naming_the_setting():
+    warning = emulated_bfloat16_warning("bfloat16", "train-fcn", "fcn.precision", cpuinfo=AVX2_ONLY)
+    assert warning.startswith("warning: train-fcn: fcn.precision is bfloat16")
+    assert "emulated" in warning and warning.endswith("set fcn.precision float32")
+
+
+@pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
+def test_native_bfloat16_or_float32_or_unknown_flags_get_no_warning(flag):
+    native = AVX2_ONLY.replace("avx2", f"avx2 avx512f {flag}")
+    assert emulated_bfloat16_warning("bfloat16", "segment", "--precision", cpuinfo=native) is None
+    assert emulated_bfloat16_warning("float32", "segment", "--precision", cpuinfo=AVX2_ONLY) is None
+    assert emulated_bfloat16_warning("bfloat16", "segment", "--precision", cpuinfo="") is None

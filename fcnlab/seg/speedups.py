@@ -188,6 +188,31 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"{precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
 
 
+NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")   # /proc/cpuinfo flags of CPUs that multiply bfloat16
+
+
+def emulated_bfloat16_warning(precision: str, who: str, setting: str, cpuinfo: str | None = None) -> str | None:
+    """A warning line (from `who`, naming `setting`) when `precision` is bfloat16 on a CPU that
+    would emulate it, else None.
+
+    Without AVX512-BF16 or AMX, oneDNN computes bfloat16 products in software, slower than
+    float32 (README, Performance). `cpuinfo` is /proc/cpuinfo's text;
+    read from the machine when None. Where it cannot be read (not Linux), nothing is said.
+    """
+    if precision != "bfloat16":
+        return None
+    if cpuinfo is None:
+        try:
+            cpuinfo = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+        except OSError:
+            return None
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    if not flags or flags & set(NATIVE_BFLOAT16_FLAGS):
+        return None
+    return (f"warning: {who}: {setting} is bfloat16 but this CPU has neither AVX512-BF16 nor AMX, so bfloat16 is "
+            f"emulated and slower than float32; set {setting} float32")
+
+
 def with_dtype_policy(model, policy: str):
     """A copy of `model` (same architecture, copied weights) whose layers compute under `policy`."""
     import keras
