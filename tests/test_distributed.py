@@ -371,5 +371,4 @@ def fcn8s_initial_weights():
     seed_everything(0)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["fcn"]
     return fcn8s_vgg16(n_classes=2, encoder_weights="none", head_width=8, freeze_encoder=params["freeze_encoder"],
-                       score_relu=params["score_relu"], vgg_preprocessing=params["vgg_preprocessing"],
-                       encoder_init=params["encoder_init"]).get_weights()
+                       score_relu=params["score_relu"], vgg_preprocessing=params["vgg_preprocessing"]).get_weights()

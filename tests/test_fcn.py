@@ -199,39 +199,6 @@ def test_encoder_weights_from_a_weights_file_are_loaded(tmp_path):
             np.testing.assert_array_equal(saved, got)
 
 
-def kernel_stds(model) -> dict[str, tuple[float, int, int]]:
-    """{conv name: (its kernel's std, fan in, fan out)} for VGG16's convolutions."""
-    stds = {}
-    for name in fcn.encoder_layer_names():
-        if "conv" in name:
-            kernel = model.get_layer(name).kernel.numpy()                 # 3 x 3 x C_in x C_out
-            stds[name] = (float(kernel.std()), 9 * kernel.shape[2], 9 * kernel.shape[3])
-    return stds
-
-
-def test_a_random_encoder_is_drawn_by_encoder_init_and_seeded():
-    he, glorot = tiny_fcn(encoder_init="he_normal"), tiny_fcn(encoder_init="glorot_uniform")
-    for name, (std, fan_in, fan_out) in kernel_stds(he).items():
-        assert std == pytest.approx(np.sqrt(2 / fan_in), rel=0.1), name
-    for name, (std, fan_in, fan_out) in kernel_stds(glorot).items():
-        assert std == pytest.approx(np.sqrt(2 / (fan_in + fan_out)), rel=0.1), name
-    again = tiny_fcn(encoder_init="he_normal")
-    np.testing.assert_array_equal(he.get_layer("block5_conv3").kernel.numpy(),
-                                  again.get_layer("block5_conv3").kernel.numpy())
-    with pytest.raises(ValueError, match="'orthogonal' is not an encoder init"):
-        tiny_fcn(encoder_init="orthogonal")
-
-
-def test_encoder_init_leaves_loaded_weights_alone(tmp_path):
-    keras.utils.set_random_seed(7)
-    vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
-    path = tmp_path / "vgg16_notop.weights.h5"
-    vgg.save_weights(path)
-    loaded = tiny_fcn(seed=0, encoder_weights=str(path), encoder_init="he_normal")
-    np.testing.assert_array_equal(vgg.get_layer("block1_conv2").kernel.numpy(),
-                                  loaded.get_layer("block1_conv2").kernel.numpy())
-
-
 def test_missing_weights_file_names_the_file(tmp_path):
     path = tmp_path / "no_such_vgg16.h5"
     with pytest.raises(FcnlabError, match="no_such_vgg16.h5: file not found"):
