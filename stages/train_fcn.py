@@ -14,7 +14,7 @@ from fcnlab.seg.augment import NO_AUGMENTATION, Augmentation
 from fcnlab.seg.callbacks import LR_SCHEDULES
 from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE
 from fcnlab.seg.losses import LOSSES
-from fcnlab.seg.model import ENCODER_INITS, fcn8s_vgg16
+from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.shards import load_prepared_split
 from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning
 from fcnlab.seg.training import TrainingControl, epoch_rows, train_fcn
@@ -28,7 +28,6 @@ def main(args):
         "freeze_encoder": fcn.boolean("freeze_encoder"),
         "score_relu": fcn.boolean("score_relu"),
         "vgg_preprocessing": fcn.boolean("vgg_preprocessing"),
-        "encoder_init": fcn.choice("encoder_init", ENCODER_INITS),
     }
     epochs = fcn.integer("epochs", minimum=1)
     batch_size = fcn.integer("batch_size", minimum=1)

@@ -29,9 +29,7 @@ beside each):
   exactly `keras.applications.vgg16.preprocess_input` itself, as its first layer. Either way
   the model's input is raw RGB pixels in 0..255, so callers never preprocess.
 - `encoder_weights`: the seed uses ImageNet weights; offline runs use "none" (random) or a
-  weights file. A random encoder's kernels are drawn by `encoder_init`: Keras' VGG16 uses
-  Glorot's uniform draw, whose variance suits layers without ReLU, so the signal shrinks
-  through VGG16's 13 ReLU layers; He's draw (twice the variance) keeps it in scale.
+  weights file.
 
 The preprocessing is a frozen 1x1 convolution (a channel-swap matrix and the negative means as
 bias), not a Lambda layer, so the saved `.keras` file loads in Keras safe mode with no custom
@@ -59,8 +57,6 @@ VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 51
 IMAGENET_MEANS_BGR = (103.939, 116.779, 123.68)
 HEAD_LAYER_NAMES = ("conv6", "fc7", "score", "up2_pool5", "fuse_pool4", "up2_fuse",
                     "fuse_pool3", "up8_softmax")
-# How a random encoder's kernels are drawn: Keras' VGG16 default, or He's for ReLU layers.
-ENCODER_INITS = ("glorot_uniform", "he_normal")
 DOWNLOAD_TIMEOUT_SECONDS = 30     # a stalled ImageNet download fails instead of hanging
 
 
@@ -75,19 +71,15 @@ def encoder_layer_names() -> tuple[str, ...]:
 
 def fcn8s_vgg16(n_classes: int = 2, head_width: int = 4096, encoder_weights: str | None = "none",
                 freeze_encoder: bool = True, score_relu: bool = False,
-                vgg_preprocessing: bool = True, image_size=None,
-                encoder_init: str = "glorot_uniform") -> keras.Model:
+                vgg_preprocessing: bool = True, image_size=None) -> keras.Model:
     """The seed's FCN-8s: image (N, H, W, 3) RGB 0..255 -> class probabilities (N, H, W, n).
 
     encoder_weights: "none" (random; seed it with keras.utils.set_random_seed), "imagenet"
     (downloaded by Keras, or taken from its cache) or the path of a VGG16 no-top weights file.
-    encoder_init: how a random encoder's kernels are drawn, one of ENCODER_INITS.
     image_size: None (any H, W that are multiples of 32), an int, or (height, width).
     """
     height, width = _height_width(image_size)
     vgg = _vgg16_without_top(encoder_weights, (height, width, 3))
-    if encoder_weights is None or encoder_weights == "none":
-        _draw_kernels(vgg, encoder_init)
 
     image = keras.Input(shape=(height, width, 3), name="image")                       # HxWx3
     x = _vgg_preprocess_layer()(image) if vgg_preprocessing else image                # HxWx3
@@ -135,18 +127,6 @@ def _vgg_preprocess_layer() -> layers.Conv2D:
     swap_rgb_bgr = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)    # kernel[0, 0, in, out]
     layer.set_weights([swap_rgb_bgr, -np.array(IMAGENET_MEANS_BGR, dtype="float32")])
     return layer
-
-
-def _draw_kernels(vgg: keras.Model, encoder_init: str) -> None:
-    """Draw every conv kernel of `vgg` again with `encoder_init` (Keras' VGG16 draws Glorot's)."""
-    if encoder_init not in ENCODER_INITS:
-        raise ValueError(f"{encoder_init!r} is not an encoder init; use one of {', '.join(ENCODER_INITS)}")
-    if encoder_init == "glorot_uniform":
-        return
-    initializer = keras.initializers.get(encoder_init)
-    for layer in vgg.layers:
-        if isinstance(layer, layers.Conv2D):
-            layer.kernel.assign(initializer(layer.kernel.shape))
 
 
 def _vgg16_without_top(encoder_weights, input_shape) -> keras.Model:
