@@ -29,6 +29,8 @@ in-memory twins that `fcnlab.seg.training` trains and predicts with.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 from keras import ops
 
@@ -196,14 +198,14 @@ def emulated_bfloat16_warning(precision: str, who: str, setting: str, cpuinfo: s
     would emulate it, else None.
 
     Without AVX512-BF16 or AMX, oneDNN computes bfloat16 products in software, slower than
-    float32 (README, Performance). `cpuinfo` is /proc/cpuinfo's text;
-    read from the machine when None. Where it cannot be read (not Linux), nothing is said.
+    float32 (README, Performance). `cpuinfo` is /proc/cpuinfo's text, read from the machine
+    when None; where it cannot be read (not Linux), nothing is said.
     """
     if precision != "bfloat16":
         return None
     if cpuinfo is None:
         try:
-            cpuinfo = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
     flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
