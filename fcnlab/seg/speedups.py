@@ -199,11 +199,15 @@ def emulated_bfloat16_warning(precision: str, who: str, setting: str, cpuinfo: s
 
     Without AVX512-BF16 or AMX, oneDNN computes bfloat16 products in software, slower than
     float32 (README, Performance). `cpuinfo` is /proc/cpuinfo's text, read from the machine
-    when None; where it cannot be read (not Linux), nothing is said.
+    when None; where it cannot be read (not Linux), or a GPU does the work, nothing is said.
     """
     if precision != "bfloat16":
         return None
     if cpuinfo is None:
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return None
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         except OSError:
