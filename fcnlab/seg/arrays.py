@@ -23,10 +23,12 @@ import numpy as np
 
 from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import load_json, load_npy
-from fcnlab.seg.geometry import RESIZE_POLICIES
+from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE, RESIZE_POLICIES
 
 SPLIT_NAMES = ("train", "val", "test")
 GEOMETRY_FILE = "geometry.json"
+# The training sizes a geometry record may hold: multiples of 32 (FCN-8s pools five times).
+MIN_GEOMETRY_SIZE, MAX_GEOMETRY_SIZE = IMAGE_SIZE_MULTIPLE, 8192
 NAMES_SHOWN = 5  # how many odd values an error lists
 PREPARED_FIX = "rerun prepare-seg to rebuild it (dvc repro prepare-seg)"
 PREDICTIONS_FIX = "rerun evaluate-iou to rebuild it (dvc repro evaluate-iou)"
@@ -166,11 +168,19 @@ def load_geometry(path, fix: str = PREPARED_FIX) -> dict:
     path = Path(path)
     path = path / GEOMETRY_FILE if path.is_dir() else path
     record = load_json(path)
+    size = record.get("image_size") if isinstance(record, dict) else None
     if (not isinstance(record, dict) or record.get("resize") not in RESIZE_POLICIES
-            or isinstance(record.get("image_size"), bool) or not isinstance(record.get("image_size"), int)):
+            or isinstance(size, bool) or not isinstance(size, int)
+            or not MIN_GEOMETRY_SIZE <= size <= MAX_GEOMETRY_SIZE or size % IMAGE_SIZE_MULTIPLE):
         raise FcnlabError(f"{path}: not a geometry record ({{\"resize\": one of {', '.join(RESIZE_POLICIES)}, "
-                          f"\"image_size\": an integer}}); {fix}")
+                          f"\"image_size\": a multiple of {IMAGE_SIZE_MULTIPLE} from {MIN_GEOMETRY_SIZE} to "
+                          f"{MAX_GEOMETRY_SIZE}}}, got {_shown(record)}); {fix}")
     return record
+
+
+def _shown(value, limit: int = 120) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_test_predictions(directory, test: SegSplit, name: str = "test") -> list[np.ndarray]:
