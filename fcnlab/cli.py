@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from fcnlab.core.errors import FcnlabError
+from fcnlab.core.quiet import quiet_tensorflow
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_SCALE = 100
@@ -212,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_segment(args) -> int:
     _refuse_shared_stems(args.images)
-    _start_tensorflow_quietly()
+    quiet_tensorflow()
     from fcnlab.core.io import save_png
     from fcnlab.core.io import load_model
     from fcnlab.seg import segment
@@ -255,7 +256,7 @@ def run_segment(args) -> int:
 
 
 def run_decode(args) -> int:
-    _start_tensorflow_quietly()
+    quiet_tensorflow()
     from fcnlab.cae.digit_files import decoded_digit_image
     from fcnlab.cae.latent import check_decoder_model
     from fcnlab.core.io import save_png
@@ -272,7 +273,7 @@ def run_decode(args) -> int:
 
 
 def run_encode(args) -> int:
-    _start_tensorflow_quietly()
+    quiet_tensorflow()
     import numpy as np
 
     from fcnlab.cae.digit_files import digit_image_for_encoder, looks_inverted
@@ -317,7 +318,7 @@ def run_export(args) -> int:
     from fcnlab.seg import export
 
     export.check_packages(args.formats)
-    _start_tensorflow_quietly()
+    quiet_tensorflow()
     from fcnlab.core.io import load_model
     from fcnlab.seg.model import check_segmentation_model
 
@@ -377,15 +378,6 @@ def _training_geometry(model_path: Path) -> dict | None:
         print(f"note: {path} not found; predicting at each image's own size (as --native)", file=sys.stderr)
         return None
     return load_geometry(path, fix="rerun train-fcn (dvc repro train-fcn), or pass --native")
-
-
-def _start_tensorflow_quietly() -> None:
-    """Import TensorFlow and keep only errors from its Python logger (e.g. no "retracing" notes
-    when image sizes vary). Its C++ start-up lines are already dropped by fcnlab's import hook
-    (fcnlab/__init__.py), which keeps real errors and Python warnings."""
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
 
 
 class _Progress:

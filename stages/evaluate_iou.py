@@ -1,6 +1,10 @@
 """evaluate-iou: IoU, Dice, accuracy, precision/recall of the FCN on the test split, next to
 trivial baselines; per-image scores; IoU as a function of the decision threshold."""
 
+from fcnlab.core.quiet import quiet_tensorflow
+
+quiet_tensorflow()   # first: TensorFlow reads its log level once, as the imports below load it
+
 import sys
 
 import numpy as np

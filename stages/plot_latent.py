@@ -1,5 +1,9 @@
 """plot-latent: the CAE's 2-D latent space: scatter, decoded points, manifold, explorer page, k-NN accuracy."""
 
+from fcnlab.core.quiet import quiet_tensorflow
+
+quiet_tensorflow()   # first: TensorFlow reads its log level once, as the imports below load it
+
 import numpy as np
 
 from fcnlab.cae.data import load_prepared_digits

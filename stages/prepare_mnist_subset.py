@@ -1,5 +1,9 @@
 """prepare-mnist-subset: load MNIST from `mnist.source`, keep `mnist.digits`, save train/test arrays."""
 
+from fcnlab.core.quiet import quiet_tensorflow
+
+quiet_tensorflow()   # first: TensorFlow reads its log level once, as the imports below load it
+
 from fcnlab.cae.data import digit_counts, prepare_mnist_subset
 from fcnlab.core.io import save_arrays, save_json
 from fcnlab.core.mnist import load_mnist

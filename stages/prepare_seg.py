@@ -3,6 +3,10 @@ of `seg.resize` / `seg.image_size`, and record that geometry for train-fcn. The 
 one image at a time and written as shards of `seg.shard_megapixels`, after checking the disk
 has room for them."""
 
+from fcnlab.core.quiet import quiet_tensorflow
+
+quiet_tensorflow()   # first: TensorFlow reads its log level once, as the imports below load it
+
 import sys
 
 from fcnlab.core.errors import FcnlabError

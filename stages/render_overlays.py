@@ -1,5 +1,9 @@
 """render-overlays: the seed's prediction figure for chosen test images, and best/worst-by-IoU grids."""
 
+from fcnlab.core.quiet import quiet_tensorflow
+
+quiet_tensorflow()   # first: TensorFlow reads its log level once, as the imports below load it
+
 import numpy as np
 
 from fcnlab.core.errors import FcnlabError

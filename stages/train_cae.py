@@ -1,5 +1,9 @@
 """train-cae: train the seed's convolutional autoencoder; save encoder, decoder, metrics, figure."""
 
+from fcnlab.core.quiet import quiet_tensorflow
+
+quiet_tensorflow()   # first: TensorFlow reads its log level once, as the imports below load it
+
 from fcnlab.cae.data import load_prepared_digits
 from fcnlab.cae.figures import reconstruction_figure
 from fcnlab.cae.training import reconstruct, reconstruction_metrics, train_cae

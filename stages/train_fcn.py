@@ -1,6 +1,10 @@
 """train-fcn: train the seed's FCN-8s on the prepared segmentation data; save the whole model, the
 training geometry beside it, per-epoch curves and which epoch was kept."""
 
+from fcnlab.core.quiet import quiet_tensorflow
+
+quiet_tensorflow()   # first: TensorFlow reads its log level once, as the imports below load it
+
 import numpy as np
 
 from fcnlab.core.distribute import check_batch_size, is_chief, training_strategy
