@@ -17,14 +17,14 @@ from fcnlab.seg.evaluation import EvaluationTally, fit_intensity_threshold_by_im
 from fcnlab.seg.metrics import beats_baselines, headline_metrics
 from fcnlab.seg.model import check_segmentation_model
 from fcnlab.seg.shards import load_prepared_split
-from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning
+from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning, resolve_precision
 
 
 def main(args):
     evaluate = load_section(args.params, "evaluate")
     threshold = evaluate.number("threshold", minimum=0.0, maximum=1.0)
     n_thresholds = evaluate.integer("n_thresholds", minimum=2, maximum=1001)
-    precision = evaluate.choice("precision", PRECISIONS)
+    precision = resolve_precision(evaluate.choice("precision", PRECISIONS))
     if warning := emulated_bfloat16_warning(precision, "evaluate-iou", "evaluate.precision"):
         print(warning)
     margin = evaluate.number("baseline_margin", minimum=0.0, maximum=1.0)

@@ -20,7 +20,7 @@ from fcnlab.seg.geometry import IMAGE_SIZE_MULTIPLE
 from fcnlab.seg.losses import LOSSES
 from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.shards import load_prepared_split
-from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning
+from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning, resolve_precision
 from fcnlab.seg.training import TrainingControl, epoch_rows, train_fcn
 
 
@@ -37,7 +37,7 @@ def main(args):
     batch_size = fcn.integer("batch_size", minimum=1)
     learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
     seed = fcn.integer("seed", minimum=0)
-    precision = fcn.choice("precision", PRECISIONS)
+    precision = resolve_precision(fcn.choice("precision", PRECISIONS))
     if warning := emulated_bfloat16_warning(precision, "train-fcn", "fcn.precision"):
         print(warning)
     patch_size = None if fcn.values.get("patch_size") is None else fcn.integer(
@@ -48,8 +48,9 @@ def main(args):
         keep_best=fcn.boolean("keep_best"),
         patience=None if fcn.values.get("patience") is None else fcn.integer("patience", minimum=1),
         lr_schedule=fcn.choice("lr_schedule", LR_SCHEDULES),
-        threshold=load_section(args.params, "evaluate").number("threshold", minimum=0.0, maximum=1.0),
         seed=seed)
+    steps_per_epoch = None if fcn.values.get("steps_per_epoch") is None else fcn.integer(
+        "steps_per_epoch", minimum=1)
     strategy = training_strategy(load_section(args.params, "train").string("strategy"))
     chief = is_chief(strategy)  # in a multi-worker run the others train too but write nothing
 
@@ -61,7 +62,7 @@ def main(args):
         model = fcn8s_vgg16(n_classes=2, encoder_weights=encoder_weights, **config)
     record = train_fcn(model, train.images, train.masks, val.images, val.masks, epochs, batch_size,
                        learning_rate, strategy=strategy, precision=precision, control=control,
-                       train_shards=train.shards,
+                       train_shards=train.shards, steps_per_epoch=steps_per_epoch,
                        callbacks=[epoch_progress("train-fcn"), stop_if_diverged("fcn.learning_rate")]
                        + ([live_callback(args.live)] if chief else []))
     if not chief:
@@ -73,7 +74,7 @@ def main(args):
     best = None if record.best_val_mean_iou is None else round(record.best_val_mean_iou, 6)
     save_json(args.metrics, {"val_miou": best, "kept_epoch": record.kept_epoch})
     save_json(args.details, {
-        "epochs_run": record.epochs_run, "kept_epoch": record.kept_epoch, "best_epoch": record.best_epoch,
+        "precision": precision, "epochs_run": record.epochs_run, "kept_epoch": record.kept_epoch, "best_epoch": record.best_epoch,
         "best_val_mean_iou": best, "parameters": int(model.count_params()),
         "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
     })

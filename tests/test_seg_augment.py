@@ -39,7 +39,7 @@ def as_bytes(dataset):
 def patch_bytes(seed=5, epoch=0, passes=1):
     """The 24-px patches of variable_size_dataset, as bytes (cached: each stream costs a trace)."""
     dataset = variable_size_dataset().repeat(passes)
-    return as_bytes(augment_dataset(dataset, seed=seed, patch_size=24, epoch=epoch))
+    return as_bytes(augment_dataset(dataset, seed=seed, window=24, epoch=epoch))
 
 
 def key(value):
@@ -156,7 +156,7 @@ def test_random_patch_zero_pads_a_small_image_and_pads_its_mask_with_background(
 
 
 def test_dataset_of_variable_sizes_gives_fixed_size_patches_that_batch():
-    dataset = augment_dataset(variable_size_dataset(), seed=3, patch_size=32).batch(2)
+    dataset = augment_dataset(variable_size_dataset(), seed=3, window=32).batch(2)
     assert dataset.element_spec[0].shape.as_list() == [None, 32, 32, 3]
     batches = [(images.numpy(), masks.numpy()) for images, masks in dataset]
     assert [(images.shape, masks.shape) for images, masks in batches] == [((2, 32, 32, 3), (2, 32, 32))] * 2
@@ -170,7 +170,7 @@ def test_dataset_of_variable_sizes_gives_fixed_size_patches_that_batch():
 
 def test_same_seed_same_bytes_whatever_the_global_seed():
     tf.random.set_seed(1)
-    first = as_bytes(augment_dataset(variable_size_dataset(), seed=5, patch_size=24))
+    first = as_bytes(augment_dataset(variable_size_dataset(), seed=5, window=24))
     tf.random.set_seed(2)
     assert first == patch_bytes(seed=5)
     assert len(set(first)) == 4
@@ -196,7 +196,7 @@ def test_bad_inputs_are_refused():
         augment_pair(image, mask[:-1], key(0))
     with pytest.raises(ValueError, match="uint8 mask"):
         augment_pair(image, mask.astype(np.float32), key(0))
-    with pytest.raises(ValueError, match="patch_size"):
+    with pytest.raises(ValueError, match="window"):
         random_patch(image, mask, 0, key(0))
     with pytest.raises(ValueError, match="scale_range"):
         Augmentation(scale_range=(1.2, 0.8))

@@ -94,7 +94,7 @@ AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse2 avx fma avx2\n\nprocessor\t: 1\
 def test_bfloat16_on_a_cpu_without_native_bfloat16_gets_a_warning_naming_the_setting():
     warning = emulated_bfloat16_warning("bfloat16", "train-fcn", "fcn.precision", cpuinfo=AVX2_ONLY)
     assert warning.startswith("warning: train-fcn: fcn.precision is bfloat16")
-    assert "emulated" in warning and warning.endswith("set fcn.precision float32")
+    assert "emulated" in warning and warning.endswith("set fcn.precision float32 (or auto)")
 
 
 @pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])

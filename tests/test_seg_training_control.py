@@ -1,4 +1,4 @@
-"""Training on real-data terms: patches of images of any sizes, augmentation, the validation IoU
+"""Training on real-data terms: windows of images of any sizes, augmentation, the validation IoU
 each epoch, the best epoch kept, and the per-epoch rows that say which one."""
 
 from collections import Counter
@@ -15,7 +15,7 @@ from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.predict import predict_images
 from fcnlab.seg.shards import load_prepared_split, save_prepared_segmentation
 from fcnlab.seg.training import (TrainingControl, draws_per_pass, epoch_rows, train_fcn, training_stream,
-                                 trains_on_whole_images)
+                                 training_window)
 
 
 def square_scenes(sizes, seed=0):
@@ -37,19 +37,21 @@ def val_mean_iou(model, images, masks):
     return metrics_from_counts(counts)["mean_iou"]
 
 
-def test_whole_images_when_they_share_a_size_that_fits_a_patch():
-    same = [np.zeros((64, 64, 3))] * 3
-    assert trains_on_whole_images(same, None) and trains_on_whole_images(same, 64)
-    assert not trains_on_whole_images(same, 32)
-    assert not trains_on_whole_images([np.zeros((64, 64, 3)), np.zeros((40, 64, 3))], 32)
-    with pytest.raises(ValueError, match="differ in size"):
-        trains_on_whole_images([np.zeros((64, 64, 3)), np.zeros((40, 64, 3))], None)
+def test_the_training_window_pads_the_largest_image_to_multiples_of_32_and_caps_it_at_the_patch():
+    assert training_window([(64, 64)] * 3, None) == (64, 64)
+    assert training_window([(512, 495)], 256) == (256, 256)            # the retinal crash: 495 -> windows
+    assert training_window([(256, 171)], 256) == (256, 192)            # a 3:2 photo fits one window
+    assert training_window([(64, 64), (40, 70)], None) == (64, 96)     # mixed sizes need no patches
+    assert training_window([(5, 300)], 128) == (32, 128)
+    for size in [(1, 1), (33, 31), (584, 565), (333, 500), (500, 333)]:
+        height, width = training_window([size], 160)
+        assert height % 32 == width % 32 == 0 and height <= 160 and width <= 160
 
 
-def test_an_epoch_of_patches_covers_each_image_by_area():
+def test_an_epoch_of_windows_covers_each_image_by_area():
     images = [np.zeros((64, 64, 3)), np.zeros((100, 30, 3))]
-    np.testing.assert_array_equal(draws_per_pass(images, 32), [0, 0, 0, 0, 1, 1, 1])
-    np.testing.assert_array_equal(draws_per_pass(images, None), [0, 1])
+    np.testing.assert_array_equal(draws_per_pass(images, (32, 32)), [0, 0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(draws_per_pass(images, (128, 64)), [0, 1])
 
 
 # --- The training stream, read from shard files --------------------------------------------------
@@ -68,15 +70,17 @@ def sharded(tmp_path, images, masks, shard_pixels):
     return load_prepared_split(tmp_path / "seg", "train").shards
 
 
-def stream_sources(shards, n_epochs, n_draws, seed=0, patch_size=None, pipeline=(0, 1)):
+def stream_sources(shards, n_epochs, n_draws, seed=0, window=(32, 32)):
     """Per epoch, the source image index of each element (from its flat value), in stream order."""
-    stream = training_stream(shards, 1, seed, patch_size, NO_AUGMENTATION, passes=n_epochs, pipeline=pipeline)
+    stream = training_stream(shards, 1, seed, window, NO_AUGMENTATION, passes=n_epochs)
     elements = list(stream.unbatch().take(n_epochs * n_draws).as_numpy_iterator())
     sources = []
     for image, mask in elements:
-        assert len(np.unique(image)) == 1                          # one image's pixels, nothing mixed
-        index = int(image[0, 0, 0]) - 1
-        assert (mask[..., 1] == index % 2).all()                   # with its own mask
+        values = np.unique(image[image > 0])
+        assert len(values) == 1                                    # one image's pixels (and zero padding)
+        index = int(values[0]) - 1
+        inside = image[..., 0] > 0
+        assert (mask[..., 1][inside] == index % 2).all() and not mask[..., 1][~inside].any()   # its own mask
         sources.append(index)
     return [sources[e * n_draws:(e + 1) * n_draws] for e in range(n_epochs)]
 
@@ -96,17 +100,20 @@ def test_an_epoch_of_patches_from_shards_draws_each_image_by_area(tmp_path):
     sizes = [(64, 64), (32, 96), (40, 40), (32, 32), (96, 64)]
     images, masks = flat_scenes(sizes)
     shards = sharded(tmp_path, images, masks, shard_pixels=64 * 64)
-    draws = draws_per_pass(images, 32)                             # 4, 3, 2, 1, 6 patches
-    for epoch in stream_sources(shards, 2, len(draws), patch_size=32):
+    draws = draws_per_pass(images, (32, 32))                       # 4, 3, 2, 1, 6 windows
+    for epoch in stream_sources(shards, 2, len(draws), window=(32, 32)):
         assert Counter(epoch) == Counter(draws.tolist())
 
 
-def test_two_input_pipelines_read_disjoint_shards_that_cover_the_split(tmp_path):
-    images, masks = flat_scenes([(32, 32)] * 6)
-    shards = sharded(tmp_path, images, masks, shard_pixels=32 * 32)              # one image a shard
-    first = stream_sources(shards, 1, 3, pipeline=(0, 2))[0]
-    second = stream_sources(shards, 1, 3, pipeline=(1, 2))[0]
-    assert sorted(first) == [0, 2, 4] and sorted(second) == [1, 3, 5]
+def test_images_smaller_than_the_window_are_padded_with_background_at_a_random_place(tmp_path):
+    images, masks = flat_scenes([(20, 50), (45, 64)])
+    shards = sharded(tmp_path, images, masks, shard_pixels=64 * 64)
+    stream = training_stream(shards, 2, 0, (64, 64), NO_AUGMENTATION, passes=1)
+    batch_images, batch_masks = next(iter(stream))
+    assert batch_images.shape == (2, 64, 64, 3) and batch_masks.shape == (2, 64, 64, 2)
+    for image in batch_images.numpy():
+        value = int(image.max())
+        assert (image == value).sum() == 3 * {1: 20 * 50, 2: 45 * 64}[value]      # the whole image, once
 
 
 def test_patch_training_on_images_of_different_sizes_keeps_the_best_epoch():
@@ -141,13 +148,45 @@ def test_the_same_seed_trains_the_same_weights_through_the_patch_stream():
         np.testing.assert_array_equal(a, b)
 
 
-def test_without_control_the_last_epoch_is_kept_and_no_iou_is_measured():
+def test_without_keep_best_the_last_epoch_is_kept_and_the_iou_still_measured():
     images, masks = square_scenes([(64, 64)] * 4)
     seed_everything(0)
     record = train_fcn(fcn8s_vgg16(head_width=4), images[:3], masks[:3], images[3:], masks[3:], epochs=2,
                        batch_size=2, learning_rate=1e-3)
-    assert record.kept_epoch == 2 and record.best_epoch is None
-    assert "val_mean_iou" not in record.history and "val_loss" in record.history
+    assert record.kept_epoch == 2 and len(record.history["val_mean_iou"]) == 2
+    assert "val_loss" not in record.history                   # Keras' own validation pass is not run
+
+
+def test_steps_per_epoch_caps_an_epoch_and_leaves_a_full_pass_alone():
+    images, masks = square_scenes([(64, 64)] * 6)
+
+    def steps(**cap):
+        class Count(keras.callbacks.Callback):
+            batches = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                Count.batches += 1
+        seed_everything(0)
+        train_fcn(fcn8s_vgg16(head_width=4), images[:5], masks[:5], images[5:], masks[5:], epochs=2,
+                  batch_size=2, learning_rate=1e-3, callbacks=[Count()], **cap)
+        return Count.batches
+
+    assert steps() == 2 * 3                                  # ceil(5 / 2) batches an epoch
+    assert steps(steps_per_epoch=1) == 2
+    assert steps(steps_per_epoch=50) == 2 * 3                # never more than a full pass
+
+
+def test_a_model_stuck_at_the_all_background_baseline_is_reported_while_it_trains(capfd):
+    images, masks = square_scenes([(64, 64)] * 4)
+    seed_everything(0)
+    model = fcn8s_vgg16(head_width=4)
+    model.get_layer("up8_softmax").bias.assign(np.array([50.0, -50.0], np.float32))   # always background
+    record = train_fcn(model, images[:3], masks[:3], images[3:], masks[3:], epochs=2, batch_size=2,
+                       learning_rate=1e-9)
+    err = capfd.readouterr().err
+    assert record.history["val_at_baseline"] == [1.0, 1.0]
+    assert "warning: train-fcn: epoch 2: validation mean IoU" in err and "all-background baseline" in err
+    assert "epoch 1:" not in err                              # the first epoch is given its chance
 
 
 def test_bfloat16_training_measures_the_copy_it_trains():

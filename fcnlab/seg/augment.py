@@ -4,13 +4,13 @@ Every geometric change moves the image and its mask together; colour changes tou
 only. One image/mask pair goes through, in order:
 
     image H x W x C, mask H x W
-      │ random window: a patch_size square (or the image's own size), zoomed by a random
+      │ random window: `window` = (H', W') (or the image's own size), zoomed by a random
       │   scale s: a (side / s)-pixel window is cut at a random place (zero-padded where the
       │   image is too small) and resized back to the side: image bilinear, mask nearest
       │ horizontal flip, vertical flip         (each with probability 1/2)
       │ rotation by k x 90 degrees             (k uniform in 0..3; see "Non-square" below)
       ▼ brightness and contrast jitter         (image only)
-    image P x P x C (or H x W x C), mask the same size: dtypes kept (uint8 or float32 image,
+    image H' x W' x C (or H x W x C), mask the same size: dtypes kept (uint8 or float32 image,
     uint8 mask), mask values still only those of the input (nearest resize, zero padding)
 
 Randomness. Only TensorFlow's stateless random ops are used, keyed by (seed, epoch, element
@@ -26,8 +26,8 @@ labelled background would teach the network that objects are background, whereas
 border really contains nothing. The image is placed at a random offset inside the window.
 
 Non-square. A 90-degree turn swaps height and width, which would change the output's shape;
-for a non-square output k is drawn from {0, 2} (0 or 180 degrees) instead. Patches are square,
-so patch training always gets all four.
+for a non-square output k is drawn from {0, 2} (0 or 180 degrees) instead. Square windows get
+all four.
 
 Image values are on 0..255 (what fcn8s_vgg16 reads), uint8 or float32: brightness moves them by
 up to `brightness` x 255, contrast scales each channel about its mean by a factor in
@@ -71,21 +71,21 @@ NO_AUGMENTATION = Augmentation(horizontal_flip=False, vertical_flip=False, rotat
 
 
 def augment_dataset(dataset: tf.data.Dataset, seed: int, config: Augmentation = Augmentation(),
-                    patch_size: int | None = None, epoch: int = 0) -> tf.data.Dataset:
+                    window: int | tuple[int, int] | None = None, epoch: int = 0) -> tf.data.Dataset:
     """(image, mask) pairs -> augmented pairs, element i keyed by (seed, epoch, i).
 
-    With `patch_size` every output is patch_size x patch_size whatever the input's size (a
-    generator of images of different sizes is fine), so the result can be `.batch()`-ed.
+    With `window` ((H', W'), or S for S x S) every output is H' x W' whatever the input's size
+    (a generator of images of different sizes is fine), so the result can be `.batch()`-ed.
     Without it each output keeps its input's size.
     """
     _check_seed(seed)
-    if patch_size is not None:
-        patch_size = _checked_patch_size(patch_size)
+    if window is not None:
+        window = _checked_window(window)
     base = tf.constant([int(seed), int(epoch)], tf.int64)
 
     def augment_element(index, pair):
         image, mask = pair
-        return augment_pair(image, mask, element_seed(base, index), config, patch_size)
+        return augment_pair(image, mask, element_seed(base, index), config, window)
 
     return dataset.enumerate().map(augment_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
@@ -95,41 +95,40 @@ def element_seed(base, index):
     return tf.random.experimental.stateless_fold_in(tf.cast(base, tf.int64), tf.cast(index, tf.int64))
 
 
-def augment_pair(image, mask, seed, config: Augmentation = Augmentation(), patch_size: int | None = None):
+def augment_pair(image, mask, seed, config: Augmentation = Augmentation(),
+                 window: int | tuple[int, int] | None = None):
     """One image (H x W x C) and mask (H x W) through the steps in the module docstring.
 
     `seed` is an integer or a stateless key (shape [2] integers, e.g. `element_seed`'s). The
-    output is patch_size x patch_size, or H x W.
+    output is `window` ((H', W'), or S for S x S), or H x W.
     """
     image, mask = _checked_pair(image, mask)
-    if patch_size is not None:
-        patch_size = _checked_patch_size(patch_size)
+    if window is not None:
+        window = _checked_window(window)
     window_key, symmetry_key, jitter_key = _split(_as_key(seed), 3)
-    if patch_size is None:
+    if window is None:
         out_h, out_w = tf.shape(image)[0], tf.shape(image)[1]
     else:
-        out_h = out_w = tf.constant(patch_size)
+        out_h, out_w = tf.constant(window[0]), tf.constant(window[1])
     if config.scale_range is None:
         image, mask = _window(image, mask, out_h, out_w, window_key)
     else:
         image, mask = _zoom(image, mask, out_h, out_w, config.scale_range, window_key)
     image, mask = _symmetry(image, mask, config, symmetry_key)
     image = _jitter(image, config.brightness, config.contrast, jitter_key)
-    if patch_size is not None:
-        image = tf.ensure_shape(image, (patch_size, patch_size, image.shape[-1]))
-        mask = tf.ensure_shape(mask, (patch_size, patch_size))
+    if window is not None:
+        image = tf.ensure_shape(image, (*window, image.shape[-1]))
+        mask = tf.ensure_shape(mask, window)
     return image, mask
 
 
-def random_patch(image, mask, patch_size: int, seed):
-    """A random patch_size x patch_size window of image and mask (zero / background padding
-    where the image is smaller than the patch, the image at a random place in it). `seed` as
-    for `augment_pair`."""
-    patch_size = _checked_patch_size(patch_size)
+def random_patch(image, mask, window: int | tuple[int, int], seed):
+    """A random `window` ((H', W'), or S for S x S) of image and mask (zero / background padding
+    where the image is smaller, the image at a random place in it). `seed` as for `augment_pair`."""
+    height, width = _checked_window(window)
     image, mask = _checked_pair(image, mask)
-    image, mask = _window(image, mask, tf.constant(patch_size), tf.constant(patch_size), _as_key(seed))
-    return (tf.ensure_shape(image, (patch_size, patch_size, image.shape[-1])),
-            tf.ensure_shape(mask, (patch_size, patch_size)))
+    image, mask = _window(image, mask, tf.constant(height), tf.constant(width), _as_key(seed))
+    return tf.ensure_shape(image, (height, width, image.shape[-1])), tf.ensure_shape(mask, (height, width))
 
 
 # --- geometry -----------------------------------------------------------------------------------
@@ -260,10 +259,12 @@ def _checked_pair(image, mask):
     return image, mask
 
 
-def _checked_patch_size(patch_size) -> int:
-    if not _is_integer(patch_size) or patch_size < 1:
-        raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}")
-    return int(patch_size)
+def _checked_window(window) -> tuple[int, int]:
+    """(H', W') from an integer S (S x S) or a pair of positive integers."""
+    sides = (window, window) if _is_integer(window) else tuple(window) if isinstance(window, (tuple, list)) else ()
+    if len(sides) != 2 or not all(_is_integer(side) and side >= 1 for side in sides):
+        raise ValueError(f"window must be a positive integer or (height, width) of them, got {window!r}")
+    return int(sides[0]), int(sides[1])
 
 
 def _check_seed(seed) -> None:

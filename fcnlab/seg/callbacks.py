@@ -2,6 +2,8 @@
 
     ValidationIoU          each epoch: predict the validation images, write val_mean_iou and
                            val_foreground_iou into the epoch's logs
+    DoNothingWatch         each epoch: say so while training runs when val_mean_iou is no better
+                           than predicting all background (or all foreground) would be
     KeepBestEpoch          remember the weights of the best epoch; put them back when training ends
     early_stopping         Keras' EarlyStopping on val_mean_iou (mode "max", no restoring of its own)
     lr_schedule_callback   "constant", "cosine" (per epoch, from the learning rate to ~0) or
@@ -36,6 +38,7 @@ fcnlab.seg.speedups.FusedAdam too, which passes the current rate to its fused ke
 from __future__ import annotations
 
 import math
+import sys
 
 import keras
 import numpy as np
@@ -78,6 +81,35 @@ class ValidationIoU(keras.callbacks.Callback):
         if logs is not None:
             logs["val_mean_iou"] = row["mean_iou"]
             logs["val_foreground_iou"] = row["foreground_iou"]
+
+
+class DoNothingWatch(keras.callbacks.Callback):
+    """Report a model stuck at a do-nothing baseline while it trains, not only after evaluation.
+
+    The validation masks give the mean IoU of predicting every pixel background, (1 - f) / 2,
+    and every pixel foreground, f / 2 (f the foreground share). From `first_epoch` on, an epoch
+    whose val_mean_iou (written by ValidationIoU, which must come first) is not above the better
+    of the two by `margin` prints one warning line, and every epoch logs `val_at_baseline` (1 or
+    0) so the curves show it too.
+    """
+
+    def __init__(self, masks, who: str = "train-fcn", margin: float = 0.02, first_epoch: int = 2):
+        super().__init__()
+        foreground = sum(int(np.count_nonzero(mask)) for mask in masks)
+        fraction = foreground / max(1, sum(int(np.asarray(mask).size) for mask in masks))
+        self.baselines = {"all-background": (1 - fraction) / 2, "all-foreground": fraction / 2}
+        self.who, self.margin, self.first_epoch = who, margin, first_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or logs.get("val_mean_iou") is None:
+            return
+        name = max(self.baselines, key=self.baselines.get)
+        stuck = float(logs["val_mean_iou"]) <= self.baselines[name] + self.margin
+        logs["val_at_baseline"] = float(stuck)
+        if stuck and epoch + 1 >= self.first_epoch:
+            print(f"warning: {self.who}: epoch {epoch + 1}: validation mean IoU {logs['val_mean_iou']:.3f} is "
+                  f"at the {name} baseline ({self.baselines[name]:.3f}): the model has learned nothing "
+                  "yet (README, 'When the model learns nothing')", file=sys.stderr, flush=True)
 
 
 def summed_counts(masks, fg_probs, threshold: float = 0.5) -> dict[str, int]:

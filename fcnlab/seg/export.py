@@ -148,10 +148,13 @@ def max_difference(model, path, images: np.ndarray) -> float:
     return float(np.abs(predict_exported(path, images) - expected).max())
 
 
-def check_images(side: int = CHECK_SIDE_PX, count: int = 1, seed: int = 0) -> np.ndarray:
-    """`count` seeded random RGB images (count, side, side, 3), float32 pixels 0..255."""
+def check_images(model, image_size: int | None = None, count: int = 1, seed: int = 0) -> np.ndarray:
+    """`count` seeded random RGB images (count, S, S, 3), float32 pixels 0..255, of a size the
+    export takes: `image_size`, else the model's own fixed input size, else CHECK_SIDE_PX."""
+    (_, height, width, _), = (spec.shape for spec in input_signature(model, image_size))
+    height, width = height or CHECK_SIDE_PX, width or CHECK_SIDE_PX
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (count, side, side, 3)).astype(np.float32)
+    return rng.integers(0, 256, (count, height, width, 3)).astype(np.float32)
 
 
 def _predict_saved_model(path: Path, images: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from keras import ops
 from fcnlab.seg.model import HEAD_LAYER_NAMES
 
 SKIP_FEATURES = ("block3_pool", "block4_pool", "block5_pool")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")   # what a param may say; "auto" is resolved first
 
 # Use the padding-free form only where it saves at least this fraction of the products: on
 # large maps the padding is a thin border and one convolution beats many matrix products.
@@ -130,27 +130,6 @@ class FusedAdam(keras.optimizers.Adam):
 # --- Twins: the model's own layers, wired for speed ------------------------------------------
 
 
-def encoder_is_frozen(model) -> bool:
-    head = set(HEAD_LAYER_NAMES)
-    return not any(layer.trainable_weights for layer in model.layers if layer.name not in head)
-
-
-def encoder_features_model(model):
-    """image -> [pool3, pool4, pool5]: the part of `model` that a frozen encoder makes constant."""
-    import keras
-
-    image = keras.Input(shape=model.inputs[0].shape[1:], name="image")
-    return keras.Model(image, _encoder(model, image), name="fcn_encoder_features")
-
-
-def head_model(model, padding_free: bool = True):
-    """[pool3, pool4, pool5] -> probabilities, built from `model`'s own head layers (shared weights)."""
-    import keras
-
-    pools = [keras.Input(shape=model.get_layer(name).output.shape[1:], name=name) for name in SKIP_FEATURES]
-    return keras.Model(pools, _head(model, *pools, padding_free=padding_free), name="fcn_head")
-
-
 def is_fcn8s(model) -> bool:
     """Whether `model` has fcnlab.seg.model's layer names (other segmentation models are run as they are)."""
     names = {layer.name for layer in model.layers}
@@ -186,11 +165,25 @@ def _head(model, pool3, pool4, pool5, padding_free: bool):
 
 
 def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"{precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+    """Refuse anything but the two precisions computed in ("auto" must be resolved first)."""
+    if precision not in PRECISIONS[1:]:
+        raise ValueError(f"{precision!r} is not a precision to compute in; use float32 or bfloat16 "
+                         "(resolve 'auto' with resolve_precision)")
 
 
 NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")   # /proc/cpuinfo flags of CPUs that multiply bfloat16
+
+
+def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
+    """"auto" -> "bfloat16" where no GPU is used and the CPU multiplies bfloat16 natively
+    (AVX512-BF16 or AMX: about twice float32's speed for FCN-8s), else "float32"; the other
+    precisions are returned as they are. `cpuinfo` is /proc/cpuinfo's text (read when None)."""
+    if precision != "auto":
+        return precision
+    if cpuinfo is None and _gpu_in_use():
+        return "float32"
+    flags = _cpu_flags(cpuinfo)
+    return "bfloat16" if flags & set(NATIVE_BFLOAT16_FLAGS) else "float32"
 
 
 def emulated_bfloat16_warning(precision: str, who: str, setting: str, cpuinfo: str | None = None) -> str | None:
@@ -198,25 +191,32 @@ def emulated_bfloat16_warning(precision: str, who: str, setting: str, cpuinfo: s
     would emulate it, else None.
 
     Without AVX512-BF16 or AMX, oneDNN computes bfloat16 products in software, slower than
-    float32 (README, Performance). `cpuinfo` is /proc/cpuinfo's text, read from the machine
-    when None; where it cannot be read (not Linux), or a GPU does the work, nothing is said.
+    float32. `cpuinfo` is /proc/cpuinfo's text, read from the machine when None; where it cannot
+    be read (not Linux), or a GPU does the work, nothing is said.
     """
-    if precision != "bfloat16":
+    if precision != "bfloat16" or (cpuinfo is None and _gpu_in_use()):
         return None
-    if cpuinfo is None:
-        import tensorflow as tf
-
-        if tf.config.list_physical_devices("GPU"):
-            return None
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
-    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    flags = _cpu_flags(cpuinfo)
     if not flags or flags & set(NATIVE_BFLOAT16_FLAGS):
         return None
     return (f"warning: {who}: {setting} is bfloat16 but this CPU has neither AVX512-BF16 nor AMX, so bfloat16 is "
-            f"emulated and slower than float32; set {setting} float32")
+            f"emulated and slower than float32; set {setting} float32 (or auto)")
+
+
+def _gpu_in_use() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _cpu_flags(cpuinfo: str | None) -> set[str]:
+    """The flags of /proc/cpuinfo (or of `cpuinfo`, its text); empty where it cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return set()
+    return {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
 
 
 def with_dtype_policy(model, policy: str):
