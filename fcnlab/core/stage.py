@@ -1,21 +1,37 @@
 """What every stage script shares: argument parsing of paths, and one-line errors.
 
+    from fcnlab.core.quiet import quiet_tensorflow
+
+    quiet_tensorflow()   # first, before the imports that load TensorFlow
+
+    ...
     def main(args): ...
     if __name__ == "__main__":
         run_stage(main, __doc__, inputs=["data"], outputs=["model", "metrics"])
 
-A `FcnlabError` (bad params, bad data, no network) is printed as `error: <message>` on one
-line and the script exits with status 2; DVC then reports the stage as failed, and because
-every output is written atomically nothing half-written is left for it to cache.
+However `main` fails, the stage prints one line on stderr and nothing after it, and removes the
+outputs it may have begun (every output is written atomically, so DVC never caches half a file):
+- `FcnlabError` (bad params, bad data, no network): `error: <message>`, exit status 2;
+- Ctrl-C: `error: <stage>: interrupted ...`, exit status 130;
+- anything else (a bug, or a case fcnlab does not foresee): `error: <stage> failed unexpectedly:
+  <type>: <message> ...`, exit status 1. `FCNLAB_DEBUG=1` prints the traceback above that line.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import os
 import sys
+import traceback
+from pathlib import Path
 
 from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import remove_path
+
+EXIT_FAILED, EXIT_FCNLAB_ERROR, EXIT_INTERRUPTED = 1, 2, 130   # 130 = 128 + SIGINT, as shells report
+DEBUG_SWITCH = "FCNLAB_DEBUG"
+SHOWN_MESSAGE_CHARS = 300   # TensorFlow's messages can run to pages; the line keeps their start
 
 
 def run_stage(main, description: str, inputs: list[str], outputs: list[str]) -> None:
@@ -34,11 +50,41 @@ def run_stage(main, description: str, inputs: list[str], outputs: list[str]) -> 
     args = parser.parse_args()
     try:
         main(args)
+    except SystemExit:
+        raise
     except BaseException as err:
         for name in outputs:
             remove_path(getattr(args, name))
-        if isinstance(err, FcnlabError):
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        raise
+        _exit_with_one_line(err, _stage_name(main))
 
+
+def _stage_name(main) -> str:
+    """`train-fcn` for the `main` of stages/train_fcn.py: the name dvc.yaml gives the stage."""
+    return Path(inspect.getsourcefile(main) or sys.argv[0]).stem.replace("_", "-")
+
+
+def _exit_with_one_line(err: BaseException, stage: str) -> None:
+    if isinstance(err, FcnlabError):
+        line, status = f"error: {err}", EXIT_FCNLAB_ERROR
+    elif isinstance(err, KeyboardInterrupt):
+        line, status = f"error: {stage}: interrupted; its outputs were removed", EXIT_INTERRUPTED
+    else:
+        if os.environ.get(DEBUG_SWITCH, "") not in ("", "0"):
+            traceback.print_exception(err)
+        message = " ".join(str(err).split()) or "(no message)"
+        if len(message) > SHOWN_MESSAGE_CHARS:
+            message = message[:SHOWN_MESSAGE_CHARS - 3] + "..."
+        line = (f"error: {stage} failed unexpectedly: {type(err).__name__}: {message}; its outputs were "
+                f"removed. Rerun it with {DEBUG_SWITCH}=1 to see the traceback, and report it if the "
+                "inputs look right")
+        status = EXIT_FAILED
+    print(line, file=sys.stderr)
+    # Leave at once: the interpreter's teardown would run libraries' finalizers and atexit hooks
+    # (dvclive's, Git objects' "Exception ignored in ..." notes) after the line, or write again
+    # into the outputs just removed.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
