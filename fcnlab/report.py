@@ -10,11 +10,12 @@ page needs no network and no DVC: Matplotlib draws each chart as SVG text inside
 images are embedded as base64, and the page has no script, no external style and no font
 file. It reads dvc.yaml's plots (top-level, then each stage's) and metrics files (each
 stage's, then top-level) as DVC does: a plot is an image path, a folder of images, a data file
-(x defaults to the row number, y to the last column), or an id with `x`, `y` ({file: field or
+(TSV, CSV, JSON or YAML; x defaults to the row number, y to the last column), or an id with `x`, `y` ({file: field or
 [fields]}), `template`, `title`, `x_label`, `y_label`. Templates: linear, simple and smooth as
 lines, scatter as points, bar_horizontal[_sorted] as bars, confusion[_normalized] as a heat
 map of counts. A file that is not there yet, or cannot be read, is named in the page (and in
-the summary) instead of failing the report.
+the summary) instead of failing the report; a dvc.yaml whose plots or metrics are not in DVC's
+form stops the report with one error naming the entry.
 
 The page is deterministic: the same files give the same bytes.
 """
@@ -37,7 +38,7 @@ from fcnlab.core.io import save_text
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".gif": "image/gif", ".svg": "image/svg+xml"}
-DATA_SUFFIXES = (".tsv", ".csv", ".json")
+DATA_SUFFIXES = (".tsv", ".csv", ".json", ".yaml", ".yml")
 LINE_TEMPLATES = ("linear", "simple", "smooth")
 BAR_TEMPLATES = ("bar_horizontal", "bar_horizontal_sorted")
 CONFUSION_TEMPLATES = ("confusion", "confusion_normalized")
@@ -67,14 +68,15 @@ class ReportSummary:
     unreadable: list[str] = field(default_factory=list)     # "path: why", found but not read
 
 
-def write_report(dvc_yaml, out) -> ReportSummary:
-    """Read `dvc_yaml` and the files it names (relative to its folder); write the page to `out`."""
+def write_report(dvc_yaml, out, overwrite: bool = True) -> ReportSummary:
+    """Read `dvc_yaml` and the files it names (relative to its folder); write the page to `out`
+    (`overwrite=False`: refuse an existing `out`)."""
     dvc_yaml = Path(dvc_yaml)
     pipeline = load_pipeline(dvc_yaml)
     root = dvc_yaml.parent
     page, summary = report_html(plot_specs(declared_plots(pipeline), root),
                                 metrics_files(pipeline, root), root, title=f"fcnlab report: {dvc_yaml}")
-    save_text(out, page)
+    save_text(out, page, overwrite=overwrite)
     return summary
 
 
@@ -82,7 +84,9 @@ def load_pipeline(dvc_yaml: Path) -> dict:
     if not dvc_yaml.is_file():
         raise FcnlabError(f"{dvc_yaml}: file not found; run in the project folder or pass --dvc-yaml")
     try:
-        pipeline = yaml.safe_load(dvc_yaml.read_text())
+        pipeline = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise FcnlabError(f"{dvc_yaml}: not UTF-8 text ({err})") from None
     except yaml.YAMLError as err:
         raise FcnlabError(f"{dvc_yaml}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(pipeline, dict):
@@ -95,10 +99,43 @@ def load_pipeline(dvc_yaml: Path) -> dict:
 
 def declared_plots(pipeline: dict) -> list:
     """The top-level `plots:` entries, then those of each stage (outputs marked as plots)."""
-    plots = list(pipeline.get("plots") or [])
-    for body in (pipeline.get("stages") or {}).values():
-        plots += (body or {}).get("plots") or []
+    plots = _list_of(pipeline.get("plots"), "plots")
+    for stage, body in _stages(pipeline).items():
+        plots += _list_of(body.get("plots"), f"stages: {stage}: plots")
     return plots
+
+
+def _stages(pipeline: dict) -> dict:
+    stages = pipeline.get("stages") or {}
+    if not isinstance(stages, dict):
+        raise ValueError(f"stages: must be a mapping of stage names, got {_shown(stages)}")
+    bodies = {str(name): body or {} for name, body in stages.items()}
+    for name, body in bodies.items():
+        if not isinstance(body, dict):
+            raise ValueError(f"stages: {name}: must be a mapping (cmd, deps, outs, ...), got {_shown(body)}")
+    return bodies
+
+
+def _list_of(value, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: must be a list, got {_shown(value)}")
+    return list(value)
+
+
+def _shown(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _text(value, where: str) -> str | None:
+    """A title or label: text, or a number written as text; None stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{where}: must be text, got {_shown(value)}")
 
 
 def plot_specs(plots: list, root: Path) -> list[PlotSpec]:
@@ -110,34 +147,40 @@ def plot_specs(plots: list, root: Path) -> list[PlotSpec]:
         elif isinstance(item, dict) and len(item) == 1:
             ((name, props),) = item.items()
         else:
-            raise ValueError(f"plots: each entry must be a path or a one-key mapping, got {item!r}")
+            raise ValueError(f"plots: each entry must be a path or a one-key mapping, got {_shown(item)}")
         if not isinstance(props or {}, dict):
-            raise ValueError(f"plots: {name}: its definition must be a mapping, got {props!r}")
+            raise ValueError(f"plots: {name}: its definition must be a mapping, got {_shown(props)}")
         specs.append(_plot_spec(str(name), props or {}, root))
     return specs
 
 
 def _plot_spec(name: str, props: dict, root: Path) -> PlotSpec:
-    labels = {"template": props.get("template", "linear"), "x_label": props.get("x_label"),
-              "y_label": props.get("y_label")}
+    where = f"plots: {name}"
+    labels = {"template": _text(props.get("template", "linear"), f"{where}: template"),
+              "x_label": _text(props.get("x_label"), f"{where}: x_label"),
+              "y_label": _text(props.get("y_label"), f"{where}: y_label")}
+    title = _text(props.get("title", name), f"{where}: title")
     y = props.get("y")
     if isinstance(y, dict):                        # an id with {file: field or [fields]}
-        series = [(root / file, f) for file, fields in y.items() for f in _as_list(fields)]
+        series = [(root / str(file), _field(f, where)) for file, fields in y.items() for f in _as_list(fields)]
         files = list(dict.fromkeys(path for path, _ in series))
-        return PlotSpec(props.get("title", name), series=series, x=_x_fields(props.get("x"), files, root),
-                        **labels)
+        return PlotSpec(title, series=series, x=_x_fields(props.get("x"), files, root, where), **labels)
     path = root / name                             # the id is a path: an image, folder or data file
     if path.is_dir() or path.suffix.lower() not in DATA_SUFFIXES:
-        return PlotSpec(props.get("title", name), images=[path])
-    series = [(path, f) for f in _as_list(y)] if y is not None else [(path, "")]   # "": last column
-    return PlotSpec(props.get("title", name), series=series, x=_x_fields(props.get("x"), [path], root),
-                    **labels)
+        return PlotSpec(title, images=[path])
+    series = [(path, _field(f, where)) for f in _as_list(y)] if y is not None else [(path, "")]   # "": last column
+    return PlotSpec(title, series=series, x=_x_fields(props.get("x"), [path], root, where), **labels)
 
 
-def _x_fields(x, files: list[Path], root: Path) -> dict[Path, str]:
+def _x_fields(x, files: list[Path], root: Path, where: str) -> dict[Path, str]:
     if isinstance(x, dict):
-        return {root / file: name for file, name in x.items()}
-    return {file: x or STEP for file in files}
+        return {root / str(file): _field(name, where) for file, name in x.items()}
+    return {file: _field(x, where) or STEP for file in files}
+
+
+def _field(value, where: str) -> str:
+    """A column name: text (a number is taken as its text, as YAML reads `x: 1`)."""
+    return _text(value, f"{where}: a field name") or ""
 
 
 def _as_list(value) -> list:
@@ -147,36 +190,52 @@ def _as_list(value) -> list:
 def metrics_files(pipeline: dict, root: Path) -> list[tuple[str, Path]]:
     """(stage, path) of every `metrics:` entry: each stage's, then the top-level list's."""
     found = []
-    for stage, body in (pipeline.get("stages") or {}).items():
-        found += [(stage, root / path) for path in _entry_paths((body or {}).get("metrics"))]
-    found += [("", root / path) for path in _entry_paths(pipeline.get("metrics"))]
+    for stage, body in _stages(pipeline).items():
+        found += [(stage, root / path) for path in _entry_paths(body.get("metrics"), f"stages: {stage}: metrics")]
+    found += [("", root / path) for path in _entry_paths(pipeline.get("metrics"), "metrics")]
     return list(dict.fromkeys(found))
 
 
-def _entry_paths(entries) -> list[str]:
+def _entry_paths(entries, where: str) -> list[str]:
     """DVC output lists hold paths or {path: options} mappings."""
-    return [entry if isinstance(entry, str) else next(iter(entry)) for entry in entries or []]
+    paths = []
+    for entry in _list_of(entries, where):
+        if isinstance(entry, dict) and len(entry) == 1:
+            entry = next(iter(entry))
+        if not isinstance(entry, str):
+            raise ValueError(f"{where}: each entry must be a path or a {{path: options}} mapping, "
+                             f"got {_shown(entry)}")
+        paths.append(entry)
+    return paths
 
 
 # --- Reading the files --------------------------------------------------------------------------
 
 
 def read_table(path: Path) -> list[dict]:
-    """Rows of a TSV, CSV or JSON data file ({column: value}); numbers become floats."""
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
-        rows = json.loads(text)
+    """Rows of a TSV, CSV, JSON or YAML data file ({column: value}); numbers become floats.
+    A file that is not such a table raises ValueError saying why."""
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix in (".json", ".yaml", ".yml"):
+        try:
+            rows = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"not valid YAML ({' '.join(str(err).split())})") from None
         if isinstance(rows, dict):                 # DVC also takes {"key": [rows]}
             lists = [value for value in rows.values() if isinstance(value, list)]
             if len(lists) != 1:
-                raise ValueError("a JSON plot file must be a list of rows, or hold exactly one")
+                raise ValueError("a JSON or YAML plot file must be a list of rows, or hold exactly one")
             rows = lists[0]
     else:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
-    if not rows or not all(isinstance(row, dict) for row in rows):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        try:
+            rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+        except csv.Error as err:                   # e.g. a field longer than the csv module reads
+            raise ValueError(f"not a readable {suffix[1:].upper()} table ({err})") from None
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
         raise ValueError("no rows of named columns")
-    return [{key: _number_or_text(value) for key, value in row.items()} for row in rows]
+    return [{str(key): _number_or_text(value) for key, value in row.items()} for row in rows]
 
 
 def _number_or_text(value):
@@ -200,8 +259,8 @@ def flat_metrics(value, prefix: str = "") -> list[tuple[str, object]]:
 
 def read_metrics(path: Path):
     if path.suffix.lower() in (".yaml", ".yml"):
-        return yaml.safe_load(path.read_text())
-    return json.loads(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # --- Charts -------------------------------------------------------------------------------------
@@ -389,14 +448,14 @@ def _chart_html(spec: PlotSpec, number: int, root: Path, summary: ReportSummary)
             continue
         try:
             tables[path] = read_table(path)
-        except (ValueError, OSError, UnicodeDecodeError) as err:
+        except (ValueError, OSError, RecursionError) as err:          # UnicodeDecodeError is a ValueError
             summary.unreadable.append(f"{_relative(path, root)}: {err}")
             problems.append(f"unreadable: {_relative(path, root)} ({err})")
     if problems:
         return "".join(f'<p class="missing">{html.escape(p)}</p>' for p in problems)
     try:
         svg = chart_svg(spec, tables, f"chart{number}")
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as err:   # Matplotlib's, on odd data
         summary.unreadable.append(f"{spec.title}: {err}")
         return f'<p class="missing">cannot draw: {html.escape(str(err))}</p>'
     summary.charts += 1
@@ -413,7 +472,20 @@ def _images_html(spec: PlotSpec, root: Path, summary: ReportSummary) -> str:
             parts.append(f'<p class="missing">missing: {html.escape(_relative(path, root))}</p>')
             continue
         for file in files:
-            data = base64.b64encode(file.read_bytes()).decode("ascii")
+            problem = None
+            if file.suffix.lower() not in IMAGE_TYPES:
+                problem = (f"not an image ({', '.join(IMAGE_TYPES)}) or a data file "
+                           f"({', '.join(DATA_SUFFIXES)})")
+            else:
+                try:
+                    data = base64.b64encode(file.read_bytes()).decode("ascii")
+                except OSError as err:
+                    problem = str(err)
+            if problem is not None:
+                summary.unreadable.append(f"{_relative(file, root)}: {problem}")
+                parts.append(f'<p class="missing">unreadable: {html.escape(_relative(file, root))} '
+                             f'({html.escape(problem)})</p>')
+                continue
             name = html.escape(_relative(file, root))
             parts.append(f'<figure><img alt="{name}" src="data:{IMAGE_TYPES[file.suffix.lower()]};base64,'
                          f'{data}"><figcaption>{name}</figcaption></figure>')
@@ -429,7 +501,7 @@ def _metrics_section(stage: str, path: Path, root: Path, summary: ReportSummary)
         return f'<section>{heading}<p class="missing">missing: {html.escape(name)}</p></section>'
     try:
         rows = flat_metrics(read_metrics(path))
-    except (ValueError, OSError, yaml.YAMLError) as err:
+    except (ValueError, OSError, yaml.YAMLError, RecursionError) as err:   # UnicodeDecodeError is a ValueError
         summary.unreadable.append(f"{name}: {err}")
         return f'<section>{heading}<p class="missing">unreadable: {html.escape(str(err))}</p></section>'
     summary.metrics_files += 1
@@ -442,7 +514,8 @@ def _value_cell(value) -> str:
         return f'<td class="number">{value:.6g}</td>'
     if isinstance(value, int) and not isinstance(value, bool):
         return f'<td class="number">{value}</td>'
-    text = value if isinstance(value, str) else json.dumps(value)
+    # YAML also reads dates and times: shown as text (json.dumps knows no dates).
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
     return f"<td>{html.escape(text)}</td>"
 
 

@@ -23,7 +23,7 @@ def main(args):
     explorer_size = latent.integer("explorer_grid_size", minimum=2, maximum=36)  # 36: page < 1.5 MB
     k = latent.integer("knn_k", minimum=1)
     n_scatter = latent.integer("scatter_points", minimum=1)
-    seed = latent.integer("seed", minimum=0)
+    seed = latent.integer("seed", minimum=0, maximum=2**32 - 1)
     auto_points = latent.values.get("decode_points") == "auto"
     fixed_points = None if auto_points else latent.number_pairs("decode_points")
 

@@ -16,7 +16,7 @@ def main(args):
     source = mnist.string("source")
     digits = mnist.int_list("digits", minimum=0, maximum=9)
     test_fraction = mnist.number("test_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True)
-    seed = mnist.integer("seed", minimum=0)
+    seed = mnist.integer("seed", minimum=0, maximum=2**32 - 1)
 
     raw = load_mnist(source, test_fraction, seed)
     splits = prepare_mnist_subset(*raw, digits=digits, origin=f"mnist.source={source}")

@@ -26,7 +26,7 @@ def main(args):
     resize = seg.choice("resize", RESIZE_POLICIES)
     image_size = seg.integer("image_size", minimum=IMAGE_SIZE_MULTIPLE, maximum=1024,
                              multiple_of=IMAGE_SIZE_MULTIPLE)
-    seed = seg.integer("seed", minimum=0)
+    seed = seg.integer("seed", minimum=0, maximum=2**32 - 1)
     shard_pixels = round(seg.number("shard_megapixels", minimum=0.0, exclusive_minimum=True) * 1e6)
 
     if source == "demo":

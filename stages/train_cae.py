@@ -20,7 +20,7 @@ def main(args):
     epochs = cae.integer("epochs", minimum=1)
     batch_size = cae.integer("batch_size", minimum=1)
     learning_rate = cae.number("learning_rate", minimum=0.0, exclusive_minimum=True)
-    seed = cae.integer("seed", minimum=0)
+    seed = cae.integer("seed", minimum=0, maximum=2**32 - 1)
     n_examples = cae.integer("n_examples", minimum=1, maximum=32)
     strategy = training_strategy(load_section(args.params, "train").string("strategy"))
     chief = is_chief(strategy)  # in a multi-worker run the others train too but write nothing

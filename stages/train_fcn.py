@@ -36,7 +36,7 @@ def main(args):
     epochs = fcn.integer("epochs", minimum=1)
     batch_size = fcn.integer("batch_size", minimum=1)
     learning_rate = fcn.number("learning_rate", minimum=0.0, exclusive_minimum=True)
-    seed = fcn.integer("seed", minimum=0)
+    seed = fcn.integer("seed", minimum=0, maximum=2**32 - 1)
     precision = resolve_precision(fcn.choice("precision", PRECISIONS))
     if warning := emulated_bfloat16_warning(precision, "train-fcn", "fcn.precision"):
         print(warning)

@@ -180,7 +180,7 @@ def test_cli_writes_the_report_and_names_what_is_missing(project, tmp_path, caps
     out = tmp_path / "page.html"
     assert main(["report", "--dvc-yaml", str(project / "dvc.yaml"), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert f"report: {DATA_CHARTS} charts, {IMAGES} images, 2 metrics files, 4 missing -> {out}" in captured.out
+    assert f"report: {DATA_CHARTS} charts, {IMAGES} images, 2 metrics files, 4 missing, 0 unreadable -> {out}" in captured.out
     assert "report: missing reports/not_made_yet.png (run its stage first: dvc repro)" in captured.err
     assert out.read_text().startswith("<!DOCTYPE html>")
 

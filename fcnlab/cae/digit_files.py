@@ -16,15 +16,13 @@ from PIL import Image
 
 from fcnlab.cae.data import DIGIT_SIDE_PX
 from fcnlab.cae.latent import decode
-from fcnlab.core.io import as_rgb, existing_file, open_image
+from fcnlab.core.io import read_rgb_image
 
 
 def digit_image_for_encoder(path) -> np.ndarray:
     """28 x 28 x 1 float32 in [0, 1] from an image file, read as MNIST digits are stored:
     grayscale, a bright digit on a dark background, resized to 28 x 28 if it is another size."""
-    path = existing_file(path)
-    image = open_image(path)
-    gray = Image.fromarray(as_rgb(image, path)).convert("L")                  # H x W
+    gray = Image.fromarray(read_rgb_image(path)).convert("L")                   # H x W
     if gray.size != (DIGIT_SIDE_PX, DIGIT_SIDE_PX):
         gray = gray.resize((DIGIT_SIDE_PX, DIGIT_SIDE_PX), Image.BILINEAR)
     return (np.asarray(gray, dtype=np.float32) / 255.0)[..., None]               # 28 x 28 x 1

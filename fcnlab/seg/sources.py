@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from fcnlab.core.errors import FcnlabError
-from fcnlab.core.io import as_rgb, open_image
+from fcnlab.core.io import as_rgb, image_size_as_shown, open_image
 from fcnlab.core.mnist import embedded_mnist
 from fcnlab.seg import demo_scenes
 from fcnlab.seg.arrays import SPLIT_NAMES, SegSplit, SplitStats
@@ -299,9 +299,8 @@ def _size_at_training_scale(path: Path, resize: str, image_size: int) -> tuple[i
     if resize == "square":
         return image_size, image_size
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        width, height = image_size_as_shown(path)
+    except FcnlabError:
         return image_size, image_size
     return training_scale_size(height, width, resize, image_size)
 
