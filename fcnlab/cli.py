@@ -9,7 +9,11 @@
 This module only parses arguments and prints; the work is in `fcnlab.seg.segment`,
 `fcnlab.cae.digit_files`, `fcnlab.seg.export` and `fcnlab.report`.
 Exit status: 0 all files done, 1 some files failed (each named on stderr, the rest still done),
-2 bad arguments or an unusable model.
+2 bad arguments or an unusable model, 130 interrupted (Ctrl-C), 141 stdout closed by its reader
+(`fcnlab encode ... | head -1`), as for a tool stopped by SIGPIPE.
+
+Outputs are never overwritten without --force, and a folder is never replaced by a file. File
+names are printed with control characters escaped (\x1b, not a terminal escape sequence).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import argparse
 import csv
 import io
 import math
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +31,7 @@ from fcnlab.core.errors import FcnlabError
 from fcnlab.core.quiet import quiet_tensorflow
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141           # 128 + SIGINT, 128 + SIGPIPE, as shells report
 MAX_SCALE = 100
 
 DESCRIPTION = """\
@@ -40,7 +47,8 @@ examples:
   fcnlab report --out reports/report.html
 
 exit status: 0 all done, 1 some input files failed (the others are still done), 2 bad
-arguments or an unusable model. Run `fcnlab COMMAND --help` for each command's options."""
+arguments or an unusable model, 130 interrupted. No command overwrites an existing output
+unless given --force. Run `fcnlab COMMAND --help` for each command's options."""
 
 SEGMENT_DESCRIPTION = """\
 Segment images with the FCN-8s model: write DIR/<stem>_mask.png (0 background, 255 foreground)
@@ -53,7 +61,10 @@ segmented at the scale the model was trained at, read from FILE.geometry.json be
 and the probabilities resized back to the image's own size, as evaluate-iou measured. --native
 (or a model without that file) predicts at the image's own size instead. A pixel is foreground
 if its probability is above --threshold. An unreadable file is reported on one line and
-skipped; a summary ends the run."""
+skipped; a summary ends the run. Images are read as image viewers show them (a JPEG's EXIF
+orientation applied), up to 100 megapixels, one frame a file (animations and multi-page TIFFs
+are refused). Existing outputs are refused unless --force; two images whose names differ only
+in case (Cat.png, cat.jpg) are refused, as they share outputs on many file systems."""
 
 SEGMENT_EPILOG = """\
 examples:
@@ -77,7 +88,9 @@ Print the CAE latent coordinates of digit images as CSV (path,z1,z2), to stdout 
 
 Images are read as MNIST digits are stored: converted to grayscale, resized to 28 x 28
 (bilinear) if they are another size, scaled to [0, 1]. Digits must be white (bright) on a black
-background, as in MNIST; nothing is inverted (a mostly bright image gets a warning)."""
+background, as in MNIST; nothing is inverted (a mostly bright image gets a warning).
+A path starting with =, +, -, @, a tab or a carriage return is written with a leading ' so that
+spreadsheets show it as text instead of running it as a formula."""
 
 ENCODE_EPILOG = """\
 examples:
@@ -117,6 +130,30 @@ examples:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `fcnlab` command line on `argv` (default sys.argv[1:]); return the exit status."""
+    try:
+        return _run_command_line(argv)
+    except KeyboardInterrupt:
+        clear_line = "\n" if sys.stderr.isatty() else ""
+        print(f"{clear_line}error: interrupted; the files already written are complete, no partial "
+              "file is left", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:             # `fcnlab ... | head`: the reader has all it wants
+        _send_the_rest_to_devnull()
+        return EXIT_BROKEN_PIPE
+
+
+def _send_the_rest_to_devnull() -> None:
+    """Point stdout and stderr at /dev/null, so Python's final flush finds no closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            pass                        # a stream without a file descriptor (tests capture them)
+    os.close(devnull)
+
+
+def _run_command_line(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -126,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()              # a closed pipe shows here, not in Python's exit
+        return status
     except FcnlabError as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        _say(f"error: {_one_line(err)}", sys.stderr)
         return EXIT_USAGE
 
 
@@ -146,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the FCN .keras file (train-fcn writes models/fcn/fcn8s_vgg16.keras)")
     segment.add_argument("--out", required=True, type=Path, metavar="DIR",
                          help="folder for the _mask.png and _overlay.png files (created if needed)")
+    segment.add_argument("--force", action="store_true",
+                         help="replace existing _mask.png and _overlay.png files in DIR")
     segment.add_argument("--threshold", type=_threshold, default=0.5, metavar="P",
                          help="foreground if probability > this, 0..1 (default: 0.5)")
     segment.add_argument("--native", action="store_true",
@@ -167,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the PNG to write")
     decode.add_argument("--scale", type=_scale, default=1, metavar="N",
                         help=f"enlarge N times by nearest neighbour, 1..{MAX_SCALE} (default: 1)")
+    decode.add_argument("--force", action="store_true", help="replace FILE.png if it exists")
     decode.set_defaults(run=run_decode)
 
     encode = commands.add_parser(
@@ -178,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the CAE encoder .keras file (train-cae writes models/cae/encoder.keras)")
     encode.add_argument("--csv", type=Path, metavar="FILE",
                         help="write the CSV to FILE instead of stdout")
+    encode.add_argument("--force", action="store_true", help="replace the --csv FILE if it exists")
     encode.set_defaults(run=run_encode)
 
     from fcnlab.seg.export import FORMATS, PARITY_TOLERANCE   # no TensorFlow import: cheap
@@ -194,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
     export.add_argument("--image-size", type=_image_side, default=None, metavar="N",
                         help="fix height and width to N px, a multiple of 32 (default: any size)")
+    export.add_argument("--force", action="store_true", help="replace exported files already in DIR")
     export.set_defaults(run=run_export)
 
     report = commands.add_parser(
@@ -204,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"), metavar="FILE",
                         help="the pipeline file; paths in it are relative to its folder "
                              "(default: dvc.yaml)")
+    report.add_argument("--force", action="store_true", help="replace FILE.html if it exists")
     report.set_defaults(run=run_report)
     return parser
 
@@ -213,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_segment(args) -> int:
     _refuse_shared_stems(args.images)
+    _refuse_existing_outputs([args.out / f"{path.stem}_{kind}.png" for path in args.images
+                              for kind in ("mask", "overlay")], args.force)
     quiet_tensorflow()
     from fcnlab.core.io import save_png
     from fcnlab.core.io import load_model
@@ -223,7 +270,7 @@ def run_segment(args) -> int:
     if args.precision not in PRECISIONS:
         raise FcnlabError(f"--precision: {args.precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
     if warning := emulated_bfloat16_warning(args.precision, "segment", "--precision"):
-        print(warning)
+        _say(warning)
     model = load_model(args.model, check=check_segmentation_model)
     geometry = None if args.native else _training_geometry(args.model)
     _make_folder(args.out)
@@ -238,8 +285,13 @@ def run_segment(args) -> int:
         mask = segment.foreground_mask(result.fg_probs, args.threshold)                # H x W {0, 1}
         stem = result.path.stem
         try:
-            save_png(args.out / f"{stem}_mask.png", segment.mask_image(mask))
-            save_png(args.out / f"{stem}_overlay.png", segment.overlay_image(result.image, mask))
+            save_png(args.out / f"{stem}_mask.png", segment.mask_image(mask), overwrite=args.force)
+            save_png(args.out / f"{stem}_overlay.png", segment.overlay_image(result.image, mask),
+                     overwrite=args.force)
+        except FcnlabError as err:
+            failed += 1
+            progress.fail(result.path, err)
+            continue
         except OSError as err:
             failed += 1
             progress.fail(result.path, f"{args.out}: could not write the outputs of "
@@ -250,12 +302,13 @@ def run_segment(args) -> int:
     progress.finish()
 
     mean = f"{sum(fractions) / len(fractions):.3f}" if fractions else "n/a"
-    print(f"segment: {len(fractions)} ok, {failed} failed; mean foreground fraction {mean} "
-          f"(threshold {args.threshold}); masks and overlays in {args.out}")
+    _say(f"segment: {len(fractions)} ok, {failed} failed; mean foreground fraction {mean} "
+         f"(threshold {args.threshold}); masks and overlays in {args.out}")
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 def run_decode(args) -> int:
+    _refuse_existing_outputs([args.out], args.force)
     quiet_tensorflow()
     from fcnlab.cae.digit_files import decoded_digit_image
     from fcnlab.cae.latent import check_decoder_model
@@ -265,14 +318,16 @@ def run_decode(args) -> int:
     decoder = load_model(args.decoder, check=check_decoder_model)
     pixels = decoded_digit_image(decoder, args.z1, args.z2, scale=args.scale)
     try:
-        save_png(args.out, pixels)
+        save_png(args.out, pixels, overwrite=args.force)
     except OSError as err:
         raise FcnlabError(f"{args.out}: could not write it ({err}); choose another --out") from None
-    print(f"decode: ({args.z1:g}, {args.z2:g}) -> {args.out} ({pixels.shape[1]} x {pixels.shape[0]} px)")
+    _say(f"decode: ({args.z1:g}, {args.z2:g}) -> {args.out} ({pixels.shape[1]} x {pixels.shape[0]} px)")
     return EXIT_OK
 
 
 def run_encode(args) -> int:
+    if args.csv is not None:
+        _refuse_existing_outputs([args.csv], args.force)
     quiet_tensorflow()
     import numpy as np
 
@@ -287,12 +342,12 @@ def run_encode(args) -> int:
             digit = digit_image_for_encoder(path)                      # 28 x 28 x 1
         except FcnlabError as err:
             failed += 1
-            print(f"error: {_one_line(err)}", file=sys.stderr)
+            _say(f"error: {_one_line(err)}", sys.stderr)
             continue
         if looks_inverted(digit):
-            print(f"warning: {path}: mostly bright; MNIST digits are white on black, so a dark digit "
-                  "on a light background encodes far from the training digits (invert it first)",
-                  file=sys.stderr)
+            _say(f"warning: {path}: mostly bright; MNIST digits are white on black, so a dark digit "
+                 "on a light background encodes far from the training digits (invert it first)",
+                 sys.stderr)
         paths.append(path)
         digits.append(digit)
     latents = encode(encoder, np.stack(digits)) if digits else np.zeros((0, 2))   # N x 2
@@ -301,16 +356,16 @@ def run_encode(args) -> int:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["path", "z1", "z2"])
     # 9 significant digits give back every float32 exactly.
-    writer.writerows([str(path), f"{z1:.9g}", f"{z2:.9g}"] for path, (z1, z2) in zip(paths, latents))
+    writer.writerows([_csv_text(path), f"{z1:.9g}", f"{z2:.9g}"] for path, (z1, z2) in zip(paths, latents))
     if args.csv is None:
         sys.stdout.write(text.getvalue())
     else:
         try:
-            save_text(args.csv, text.getvalue())
+            save_text(args.csv, text.getvalue(), overwrite=args.force)
         except OSError as err:
             raise FcnlabError(f"{args.csv}: could not write it ({err}); choose another --csv") from None
     where = "" if args.csv is None else f" to {args.csv}"
-    print(f"encode: {len(paths)} ok, {failed} failed; wrote {len(paths)} rows{where}", file=sys.stderr)
+    _say(f"encode: {len(paths)} ok, {failed} failed; wrote {len(paths)} rows{where}", sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
@@ -318,6 +373,8 @@ def run_export(args) -> int:
     from fcnlab.seg import export
 
     export.check_packages(args.formats)
+    _refuse_existing_outputs([export.artifact_path(args.out, args.model.stem, fmt) for fmt in args.formats],
+                             args.force)
     quiet_tensorflow()
     from fcnlab.core.io import load_model
     from fcnlab.seg.model import check_segmentation_model
@@ -332,37 +389,39 @@ def run_export(args) -> int:
         raise FcnlabError(f"{args.out}: could not write the exported files ({err}); "
                           "choose another --out") from None
 
-    images = export.check_images(args.image_size or export.CHECK_SIDE_PX)       # 1 x S x S x 3
+    images = export.check_images(model, args.image_size)                          # 1 x H x W x 3
     failed = 0
     for fmt, path in paths.items():
         difference = export.max_difference(model, path, images)
         if difference > export.PARITY_TOLERANCE:
             failed += 1
-            print(f"error: {path}: its probabilities differ from {args.model}'s by up to "
-                  f"{difference:.2g} (more than {export.PARITY_TOLERANCE:g}); do not use it",
-                  file=sys.stderr)
+            _say(f"error: {path}: its probabilities differ from {args.model}'s by up to "
+                 f"{difference:.2g} (more than {export.PARITY_TOLERANCE:g}); do not use it", sys.stderr)
         else:
-            print(f"export: {fmt}: {path} (max probability difference from the .keras model "
-                  f"{difference:.1g})")
+            _say(f"export: {fmt}: {path} (max probability difference from the .keras model "
+                 f"{difference:.1g})")
     size = f"{args.image_size} x {args.image_size}" if args.image_size else "any multiple of 32"
-    print(f"export: {len(paths) - failed} ok, {failed} failed; input float32 RGB 0..255, "
-          f"(batch, H, W, 3) with H x W {size}")
+    _say(f"export: {len(paths) - failed} ok, {failed} failed; input float32 RGB 0..255, "
+         f"(batch, H, W, 3) with H x W {size}")
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 def run_report(args) -> int:
     from fcnlab.report import write_report
 
+    _refuse_existing_outputs([args.out], args.force)
     try:
-        summary = write_report(args.dvc_yaml, args.out)
+        summary = write_report(args.dvc_yaml, args.out, overwrite=args.force)
     except ValueError as err:
         raise FcnlabError(f"{args.dvc_yaml}: {err}; fix it as `dvc plots show` would need") from None
     except OSError as err:
         raise FcnlabError(f"{args.out}: could not write it ({err}); choose another --out") from None
     for missing in summary.missing:
-        print(f"report: missing {missing} (run its stage first: dvc repro)", file=sys.stderr)
-    print(f"report: {summary.charts} charts, {summary.images} images, {summary.metrics_files} "
-          f"metrics files, {len(summary.missing)} missing -> {args.out}")
+        _say(f"report: missing {missing} (run its stage first: dvc repro)", sys.stderr)
+    for unreadable in summary.unreadable:
+        _say(f"report: unreadable {_one_line(unreadable)}", sys.stderr)
+    _say(f"report: {summary.charts} charts, {summary.images} images, {summary.metrics_files} "
+         f"metrics files, {len(summary.missing)} missing, {len(summary.unreadable)} unreadable -> {args.out}")
     return EXIT_OK
 
 
@@ -375,7 +434,7 @@ def _training_geometry(model_path: Path) -> dict | None:
 
     path = model_path.with_suffix(".geometry.json")
     if not path.is_file():
-        print(f"note: {path} not found; predicting at each image's own size (as --native)", file=sys.stderr)
+        _say(f"note: {path} not found; predicting at each image's own size (as --native)", sys.stderr)
         return None
     return load_geometry(path, fix="rerun train-fcn (dvc repro train-fcn), or pass --native")
 
@@ -395,16 +454,16 @@ class _Progress:
         if self.live:
             filled = self.BAR_WIDTH * self.count // self.total
             bar = "#" * filled + "." * (self.BAR_WIDTH - filled)
-            sys.stderr.write(f"\r\033[K{self.command} [{bar}] {self.count}/{self.total} {path.name}")
+            sys.stderr.write(f"\r\033[K{self.command} [{bar}] {self.count}/{self.total} {_printable(path.name)}")
         else:
-            sys.stderr.write(f"{self.command} [{self.count}/{self.total}] {path}: {note}\n")
+            sys.stderr.write(_printable(f"{self.command} [{self.count}/{self.total}] {path}: {note}") + "\n")
         sys.stderr.flush()
 
     def fail(self, path: Path, error) -> None:
         self.count += 1
         message = _one_line(error)
-        if not message.startswith(str(path)):
-            message = f"{path}: {message}"
+        if not message.startswith(_one_line(path)):
+            message = f"{_one_line(path)}: {message}"
         clear_line = "\r\033[K" if self.live else ""
         sys.stderr.write(f"{clear_line}error: {message}\n")
         sys.stderr.flush()
@@ -415,17 +474,63 @@ class _Progress:
 
 
 def _one_line(error) -> str:
-    return " ".join(str(error).split())
+    """A message on one line, safe to print: whitespace collapsed, control characters escaped."""
+    return _printable(" ".join(str(error).split()))
+
+
+# C0/C1 controls (ESC starts terminal escape sequences), bidirectional overrides (which reorder
+# what the terminal shows), and lone surrogates (bytes of a file name that are not UTF-8).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """`text` with each unprintable character as an escape: ESC -> \\x1b, a non-UTF-8 byte -> \\xff."""
+    def escape(match):
+        code = ord(match[0])
+        if 0xDC80 <= code <= 0xDCFF:                    # os.fsdecode's stand-in for a raw byte
+            code -= 0xDC00
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _UNPRINTABLE.sub(escape, text)
+
+
+def _say(text: str, stream=None) -> None:
+    """Print one line with its control characters escaped (to stdout unless `stream`)."""
+    print(_printable(text), file=stream or sys.stdout)
+
+
+def _csv_text(path: Path) -> str:
+    """A path as a CSV cell that no spreadsheet runs as a formula (OWASP's leading quote)."""
+    text = _printable(str(path))
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
 
 
 def _refuse_shared_stems(paths: list[Path]) -> None:
+    """Two inputs whose stems differ only in case write the same outputs on case-insensitive
+    file systems (macOS, Windows), so they are refused everywhere."""
     seen: dict[str, Path] = {}
     for path in paths:
-        if path.stem in seen:
-            raise FcnlabError(f"{seen[path.stem]} and {path} share the name {path.stem!r}, so their "
-                              f"{path.stem}_mask.png would overwrite each other; segment them in two "
-                              "runs with different --out folders")
-        seen[path.stem] = path
+        key = path.stem.casefold()
+        if key in seen:
+            raise FcnlabError(f"{seen[key]} and {path} share the name {path.stem!r} (letter case "
+                              f"aside), so their {path.stem}_mask.png would overwrite each other; "
+                              "segment them in two runs with different --out folders")
+        seen[key] = path
+
+
+def _refuse_existing_outputs(paths: list[Path], force: bool) -> None:
+    """Before any work: FcnlabError naming the outputs that exist, unless --force."""
+    from fcnlab.core.io import refuse_existing
+
+    if force:
+        return
+    existing = [path for path in paths if os.path.lexists(path)]
+    if len(existing) == 1:
+        refuse_existing(existing[0])
+    if existing:
+        shown = ", ".join(str(path) for path in existing[:3])
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise FcnlabError(f"{shown}{more}: exist already; pass --force to replace them, or choose "
+                          "another --out")
 
 
 def _make_folder(folder: Path) -> None:

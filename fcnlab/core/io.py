@@ -290,9 +290,8 @@ def open_image(path) -> Image.Image:
                 return image
     except FcnlabError:
         raise
-    except Image.DecompressionBombError as err:
-        raise FcnlabError(f"{path}: too large to read ({err}); fcnlab reads images of up to "
-                          f"{MAX_IMAGE_PIXELS / 1e6:g} megapixels, so downscale it first") from None
+    except Image.DecompressionBombError as err:     # Pillow's own cap (twice ours) stops it first
+        raise FcnlabError(_over_the_cap(path, _pixels_in(err))) from None
     except MemoryError:
         raise FcnlabError(f"{path}: not enough memory to decode it; downscale it first") from None
     except Exception as err:            # Pillow's decoders raise many types on a corrupt file
@@ -310,6 +309,8 @@ def image_size_as_shown(path) -> tuple[int, int]:
             with Image.open(path) as image:
                 width, height = image.size
                 orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except Image.DecompressionBombError as err:
+        raise FcnlabError(_over_the_cap(path, _pixels_in(err))) from None
     except Exception as err:            # as in open_image
         raise FcnlabError(f"{path}: not a readable image ({type(err).__name__}: {err}); "
                           "replace it or delete it") from None
@@ -319,9 +320,18 @@ def image_size_as_shown(path) -> tuple[int, int]:
 
 def _check_pixel_count(path: Path, width: int, height: int) -> None:
     if width * height > MAX_IMAGE_PIXELS:
-        raise FcnlabError(f"{path}: {width} x {height} pixels ({width * height / 1e6:.1f} megapixels) is "
-                          f"more than fcnlab reads ({MAX_IMAGE_PIXELS / 1e6:g} megapixels); "
-                          "downscale it first")
+        raise FcnlabError(_over_the_cap(path, f"{width} x {height} pixels ({width * height / 1e6:.1f} megapixels)"))
+
+
+def _over_the_cap(path: Path, size: str) -> str:
+    return (f"{path}: {size} is more than fcnlab reads ({MAX_IMAGE_PIXELS / 1e6:g} megapixels); "
+            "downscale it first")
+
+
+def _pixels_in(error: Exception) -> str:
+    """"400.0 megapixels" from Pillow's "Image size (400000000 pixels) exceeds limit ..."."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"{int(found[1]) / 1e6:.1f} megapixels" if found else "the image's size"
 
 
 def _check_single_frame(path: Path, image: Image.Image) -> None:
