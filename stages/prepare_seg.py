@@ -31,11 +31,15 @@ def main(args):
 
     if source == "demo":
         demo = seg.section("demo")
-        image_size = demo.integer("image_size", minimum=IMAGE_SIZE_MULTIPLE, maximum=1024,
-                                  multiple_of=IMAGE_SIZE_MULTIPLE)
+        demo_size = demo.integer("image_size", minimum=IMAGE_SIZE_MULTIPLE, maximum=1024,
+                                 multiple_of=IMAGE_SIZE_MULTIPLE)
+        if (resize, image_size) != ("square", demo_size):
+            print(f"note: prepare-seg: the demo scenes are drawn at seg.demo.image_size ({demo_size} x "
+                  f"{demo_size}), so seg.resize ({resize}) and seg.image_size ({image_size}) are not used; "
+                  "they apply to the npy and folder sources", file=sys.stderr)
+        resize, image_size = "square", demo_size
         dataset = demo_source(demo.integer("n_train", minimum=1), demo.integer("n_val", minimum=1),
-                                  demo.integer("n_test", minimum=1), image_size, seed)
-        resize = "square"                     # the scenes are drawn at image_size x image_size
+                              demo.integer("n_test", minimum=1), image_size, seed)
     else:
         folder = seg.string("path")
         val_fraction = seg.number("val_fraction", minimum=0.0, maximum=0.9, exclusive_minimum=True)

@@ -6,11 +6,17 @@ Stage scripts call `load_section("params.yaml", "cae")` and then ask for typed v
     epochs = cae.integer("epochs", minimum=1)
 
 A wrong value stops the stage before any work with a message such as
-`params.yaml: cae.epochs must be an integer >= 1, got -3`.
+`params.yaml: cae.epochs must be an integer >= 1, got -3`, and so does a key fcnlab does not
+know (a misspelt `mnist.digit` would otherwise leave `mnist.digits` at its value unnoticed):
+`params.yaml: unknown key mnist.digit; did you mean mnist.digits? ...`.
+
+KNOWN_KEYS below is the one list of the keys params.yaml may hold; a new param is added there
+and in params.yaml (tests/test_params.py checks the two agree).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 
@@ -19,6 +25,22 @@ import yaml
 from fcnlab.core.errors import FcnlabError
 
 SHOWN_CHARS = 80  # how much of a wrong value an error message repeats
+
+# Every key of params.yaml, by section; "seg.demo" is the section nested in seg under "demo".
+KNOWN_KEYS = {
+    "mnist": ("source", "digits", "test_fraction", "seed"),
+    "cae": ("epochs", "batch_size", "learning_rate", "seed", "n_examples"),
+    "latent": ("decode_points", "manifold_size", "explorer_grid_size", "knn_k", "scatter_points", "seed"),
+    "seg": ("source", "path", "resize", "image_size", "foreground_value", "val_fraction", "test_fraction",
+            "seed", "shard_megapixels", "demo"),
+    "seg.demo": ("image_size", "n_train", "n_val", "n_test"),
+    "fcn": ("encoder_weights", "freeze_encoder", "head_width", "score_relu", "vgg_preprocessing", "epochs",
+            "batch_size", "learning_rate", "seed", "precision", "loss", "patch_size", "augment", "keep_best",
+            "patience", "steps_per_epoch", "lr_schedule"),
+    "evaluate": ("threshold", "n_thresholds", "precision", "baseline_margin"),
+    "overlays": ("examples", "n_best_worst"),
+    "train": ("strategy",),
+}
 
 
 def load_params(path) -> dict:
@@ -35,7 +57,35 @@ def load_params(path) -> dict:
     if not isinstance(data, dict):
         raise FcnlabError(f"{path}: must be a mapping of sections (mnist:, cae:, ...); fix it as in "
                           "the project's params.yaml")
+    check_known_keys(data, path)
     return data
+
+
+def check_known_keys(data: dict, path, section: str = "") -> None:
+    """Refuse the first key of `data` (the whole file, or `section` of it) not in KNOWN_KEYS,
+    naming the nearest known key. Values are left to the accessors that read them."""
+    known = [name for name in KNOWN_KEYS if "." not in name] if not section else KNOWN_KEYS[section]
+    for key, value in data.items():
+        dotted = f"{section}.{key}" if section else str(key)
+        if key not in known:
+            raise FcnlabError(f"{path}: unknown key {dotted} (did you mean {_nearest(dotted, section, known)}?); "
+                              f"fcnlab would ignore it, so fix its name in {path}")
+        if dotted in KNOWN_KEYS and isinstance(value, dict):
+            check_known_keys(value, path, dotted)
+
+
+def _nearest(dotted: str, section: str, known) -> str:
+    """The known key most like `dotted`: the same name in another section (fcn.threshold ->
+    evaluate.threshold), else a close one in its own section, else the closest anywhere."""
+    prefix = f"{section}." if section else ""
+    siblings = [prefix + key for key in known]
+    everywhere = [f"{name}.{key}" for name, keys in KNOWN_KEYS.items() for key in keys] + list(KNOWN_KEYS)
+    key = dotted[len(prefix):]
+    elsewhere = [name for name in everywhere if name.rsplit(".", 1)[-1] == key]
+    if elsewhere:
+        return elsewhere[0]
+    close = difflib.get_close_matches(dotted, siblings, n=1, cutoff=0.6)
+    return (close or difflib.get_close_matches(dotted, everywhere, n=1, cutoff=0.0))[0]
 
 
 def load_section(path, name: str) -> "Section":
