@@ -6,9 +6,10 @@ pipeline runs them (the stage scripts, in a scratch folder), with params overrid
     python bench/seg_quality.py --data isbi-membranes --set fcn.epochs=20 --set fcn.loss=crossentropy
     python bench/seg_quality.py --data isbi-cells --code /path/to/an/older/checkout   # "before"
 
-Data sets: `demo` (the default scenes), and the ISBI 2012 membranes in ../shared/data/ two ways:
+Data sets: `demo` (the default scenes), the ISBI 2012 membranes in ../shared/data/ two ways:
 `isbi-cells` (seg.foreground_value 1: cell interiors are the foreground, 78 % of the pixels) and
-`isbi-membranes` (foreground_value 0: the thin membranes, 22 %). Each run appends one JSON line to
+`isbi-membranes` (foreground_value 0: the thin membranes, 22 %), and bench/own_data.py's generated
+folders: `thin` (curved lines 1-4 px wide, odd mixed sizes) and `blobs-HxW` (every image H x W). Each run appends one JSON line to
 --out and prints it: mean IoU, foreground IoU, the best baseline, beats_baselines, the kept epoch,
 stage times, and the segment-vs-evaluate agreement.
 """
@@ -29,10 +30,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012_membrane"
+GENERATED = Path(tempfile.gettempdir()) / "fcnlab-bench-data"      # bench/own_data.py folders, made once
 DATA_SETS = {
     "demo": {"seg": {"source": "demo"}},
     "isbi-cells": {"seg": {"source": "folder", "path": str(ISBI), "foreground_value": 1}},
     "isbi-membranes": {"seg": {"source": "folder", "path": str(ISBI), "foreground_value": 0}},
+    **{kind: {"seg": {"source": "folder", "path": str(GENERATED / kind), "foreground_value": 1}}
+       for kind in ("thin", "blobs-584x565", "blobs-333x500", "blobs-500x333")},
 }
 
 
@@ -47,6 +51,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary one)")
     args = parser.parse_args()
 
+    if args.data in ("thin",) or args.data.startswith("blobs-"):
+        from own_data import write_folder
+
+        if not (GENERATED / args.data).is_dir():
+            write_folder(GENERATED / args.data, args.data)
     params = yaml.safe_load((args.code / "params.yaml").read_text())
     _deep_update(params, DATA_SETS[args.data])
     for item in args.set:
