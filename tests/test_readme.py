@@ -38,12 +38,12 @@ def ci_test_command() -> str:
 
 
 def test_readme_test_command_is_the_one_ci_runs():
-    assert ci_test_command() == VENV + 'pip install -e ".[test]" && pytest'
+    assert ci_test_command() == VENV + 'pip install -c constraints.txt -e ".[test]" && pytest'
     assert ci_test_command() in shell_lines(README.read_text())
 
 
 def test_readme_quickstart_installs_the_same_way_then_runs_dvc_repro():
-    assert VENV + "pip install -e . && dvc repro" in shell_lines(README.read_text())
+    assert VENV + "pip install -c constraints.txt -e . && dvc repro" in shell_lines(README.read_text())
 
 
 @pytest.mark.parametrize("page", [README, BENCHMARKS], ids=["README", "benchmarks"])
