@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -134,6 +135,19 @@ def start_test_server(folder: Path) -> SSHServer:
     except RuntimeError as error:
         unavailable(f"sshd cannot start here: {error}")
     return server
+
+
+def most_sessions_at_once(log: str) -> int:
+    """The most SSH logins open at one moment in (a stretch of) sshd's log."""
+    open_ports, most = set(), 0
+    for line in log.splitlines():
+        port = re.search(r" port (\d+)", line)
+        if port and line.startswith("Accepted "):
+            open_ports.add(port[1])
+            most = max(most, len(open_ports))
+        elif port and line.startswith(("Disconnected from", "Connection closed by", "Connection reset by")):
+            open_ports.discard(port[1])
+    return most
 
 
 def _descendants(root: int) -> list[int]:

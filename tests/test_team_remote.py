@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pipeline_repo import PipelineRepo
-from sshd import free_port, start_test_server
+from sshd import free_port, most_sessions_at_once, start_test_server
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def alice(tmp_path_factory, server):
     branch = alice.git("branch", "--show-current").strip()
     alice.git("init", "-q", "--bare", "-b", branch, str(root / "origin.git"))
     alice.git("remote", "add", "origin", str(root / "origin.git"))
-    alice.git("push", "-q", "origin", branch)
+    alice.git("push", "-q", "-u", "origin", branch)
     alice.origin, alice.store = root / "origin.git", root / "store"
     return alice
 
@@ -93,10 +93,11 @@ def partial_uploads(store: Path) -> list[Path]:
     return list((store / "files" / "md5").glob("*/*.tmp"))
 
 
-def upload_in_flight(store: Path) -> bool:
+def upload_in_flight(store: Path, written_bytes: int) -> bool:
+    """Whether a file is being uploaded and has `written_bytes` or more on the server so far."""
     for path in partial_uploads(store):
         try:
-            if path.stat().st_size > 0:
+            if path.stat().st_size >= written_bytes:
                 return True
         except FileNotFoundError:                  # renamed into place meanwhile
             pass
@@ -124,8 +125,9 @@ def test_a_clone_pulls_alices_pushed_run_and_has_nothing_to_rerun(alice, tmp_pat
     assert "files pushed" in pushed
 
     bob = clone(alice, tmp_path / "bob")
-    assert "team" in (bob.path / ".dvc/config").read_text()      # the remote came with git...
-    assert "keyfile" not in (bob.path / ".dvc/config").read_text()   # ...Alice's key did not
+    committed_config = (bob.path / ".dvc/config").read_text()
+    assert alice.server.url(alice.store) in committed_config     # the remote came with git...
+    assert "keyfile" not in committed_config                     # ...Alice's key did not
     pulled = bob.dvc("pull")
     status = bob.dvc("status")
     print(f"bob$ dvc pull\n{pulled}\nbob$ dvc status\n{status}")
@@ -175,6 +177,16 @@ def test_a_teammate_without_a_clone_gets_the_registered_model_over_ssh(alice, tm
     assert hashlib.md5((tmp_path / "fcn.keras").read_bytes()).hexdigest() == md5
 
 
+def test_a_teammate_without_a_clone_gets_one_tracked_file_with_dvc_get(alice, tmp_path):
+    alice.dvc("push")
+    dana = teammate(PipelineRepo(tmp_path), alice.server)
+    got = dana.dvc("get", str(alice.origin), "models/fcn/fcn8s_vgg16.geometry.json",
+                   "--remote-config", f"keyfile={alice.server.teammate_key}")
+    print(f"dana$ dvc get <origin> models/fcn/fcn8s_vgg16.geometry.json\n{got}")
+    fetched = tmp_path / "fcn8s_vgg16.geometry.json"
+    assert fetched.read_bytes() == (alice.path / "models/fcn/fcn8s_vgg16.geometry.json").read_bytes()
+
+
 # --- Failures on the way -----------------------------------------------------------------------
 
 
@@ -183,7 +195,9 @@ def test_a_push_cut_off_by_the_server_going_down_completes_when_retried(alice, t
     add_remote(alice, "cutoff", alice.server.url(store), alice.server.teammate_key)
     push = alice.start_dvc("push", "-r", "cutoff", "-j", "1")
     try:
-        wait_for(lambda: upload_in_flight(store) or push.poll() is not None, 300, "an upload under way")
+        # Only the FCN (its VGG16 weights, about 60 MB) is larger than 4 MB: the cut lands inside it.
+        wait_for(lambda: upload_in_flight(store, 4_000_000) or push.poll() is not None, 300,
+                 "the model's upload under way")
         alice.server.stop()
         interrupted = push.stdout.read()
         assert push.wait(timeout=120) != 0, f"the push ended before the server went down:\n{interrupted}"
@@ -198,7 +212,8 @@ def test_a_push_cut_off_by_the_server_going_down_completes_when_retried(alice, t
     assert cut                                      # the server went down in the middle of a file
 
     retried = alice.dvc("push", "-r", "cutoff")
-    print(f"alice$ dvc push -r cutoff   (sshd back)\n{retried}")
+    print(f"alice$ dvc push -r cutoff   (sshd back; {len(partial_uploads(store))} cut file left, "
+          f"named .tmp)\n{retried}")
     assert "in sync" in alice.dvc("status", "--cloud", "-r", "cutoff")
     assert complete < len(stored_objects(store))
     assert_objects_intact(store)                    # the cut file was uploaded again, whole
@@ -223,8 +238,10 @@ def test_two_teammates_pushing_at_the_same_time_both_succeed(alice, tmp_path):
         repo.dvc("add", f"data/raw/{name}.bin")
         add_remote(repo, "shared", alice.server.url(store), alice.server.teammate_key)
         teammates.append(repo)
+    log_start = len(alice.server.log.read_text())
     pushes = [repo.start_dvc("push", "-r", "shared") for repo in teammates]
     outputs = [push.communicate(timeout=600)[0] for push in pushes]
+    assert most_sessions_at_once(alice.server.log.read_text()[log_start:]) >= 2   # they did overlap
     for repo, push, output in zip(teammates, pushes, outputs):
         print(f"{repo.path.name}$ dvc push -r shared   (exit {push.returncode})\n{output}")
     assert [push.returncode for push in pushes] == [0, 0], outputs
@@ -237,8 +254,8 @@ def test_two_teammates_pushing_at_the_same_time_both_succeed(alice, tmp_path):
 
 
 @pytest.mark.parametrize("problem, cause", [
-    ("wrong-key", "Permission denied for user"),
-    ("closed-port", "Connect call failed"),
+    pytest.param("wrong-key", "Permission denied for user", id="wrong-key"),
+    pytest.param("closed-port", "Connect call failed", id="closed-port"),
 ])
 def test_a_wrong_key_or_a_closed_port_gives_one_clear_error_line(alice, tmp_path, problem, cause):
     server = alice.server
