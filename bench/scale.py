@@ -1,24 +1,37 @@
-"""Scale benchmark: prepare-seg, one epoch of train-fcn and evaluate-iou on generated folder data
-sets of growing size, each stage's wall time and peak RSS.
+"""Scale benchmark: every FCN stage on generated folder data sets of growing size, each stage's
+wall time, time per image (per step for train-fcn) and peak RSS, in one sitting.
 
-    python bench/scale.py                          # 1,000, 10,000 and 20,000 images (hours on 2 cores)
-    python bench/scale.py --sizes 40 80            # a smoke test
+    nice python bench/scale.py                           # 1,000, 10,000 and 20,000 images of 128 px
+    nice python bench/scale.py --sizes 200,1000          # a quick run
+    nice python bench/scale.py --sizes 1000,10000 --image-px 256
 
 For each size N it writes N random scenes of `--image-px` pixels (PNG images and masks: a noisy
 background with a few bright blobs, one of which is the foreground) into a folder source, then
-runs the real stage scripts, each in its own subprocess, on a params.yaml that is the project's
-with `seg.source: folder`, one epoch and a small head (`--head-width`). A stage's peak RSS is
-its own process's maximum resident set size (`os.wait4`), which counts the memory-mapped pages
-of the prepared shards it touched. Appends one JSON line per stage to
-bench/results/scale.jsonl and prints the table.
+runs the four stage scripts (prepare-seg, train-fcn, evaluate-iou, render-overlays), each in its
+own subprocess, on the project's params.yaml changed only where a benchmark must:
+`seg.source: folder` at the images' own size (`seg.resize: square`, `seg.image_size`), and
+`fcn.epochs: 1`, `fcn.steps_per_epoch: --steps`, `fcn.precision: auto` (the model, batch size,
+loss and augmentation are the defaults).
+
+A stage's peak RSS is its own process's maximum resident set size (`os.wait4`): it counts the
+pages of the prepared shards it has memory-mapped and touched, as the kernel does. Per added
+image is the growth of peak RSS divided by the images added, against the first size and against
+the previous one: the first can include fixed buffers that fill up between small sizes (a shard
+holds up to `seg.shard_megapixels`, train-fcn reads two shards at a time), the second shows
+what grows with the data. train-fcn's epoch ends with a prediction of every validation image
+(the per-epoch validation IoU), which grows with N; "step s" subtracts it, estimated from
+evaluate-iou's time per test image (val and test are the same size here), so it is the training
+step alone. Appends one JSON line per stage to bench/results/scale.jsonl and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +44,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "scale.jsonl"
+STAGES = ("prepare-seg", "train-fcn", "evaluate-iou", "render-overlays")
 
 
 def write_scenes(folder: Path, n_images: int, size: int, seed: int = 0) -> None:
@@ -53,30 +67,32 @@ def write_scenes(folder: Path, n_images: int, size: int, seed: int = 0) -> None:
         Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "masks" / f"{i:05d}.png")
 
 
-def bench_params(path: Path, data: Path, size: int, head_width: int, batch_size: int) -> None:
+def bench_params(path: Path, data: Path, image_px: int, steps: int) -> dict:
+    """The project's params.yaml with the folder source at the images' size and a fixed number of steps."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["seg"].update(source="folder", path=str(data), resize="square", image_size=size)
-    params["fcn"].update(head_width=head_width, epochs=1, batch_size=batch_size, patch_size=size)
+    params["seg"].update(source="folder", path=str(data), resize="square", image_size=image_px)
+    params["fcn"].update(epochs=1, steps_per_epoch=steps, precision="auto")
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
 
 
 def run_measured(args: list[str]) -> dict:
-    """Run `python <args>` from the repository root; its wall seconds and peak RSS in MB."""
+    """Run `python <args>` from the repository root: its wall seconds, peak RSS in MB and output."""
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({process.returncode}):\n{output[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}   # ru_maxrss: KiB
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({code}):\n{output[-3000:]}")
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "output": output}
 
 
 def stage_commands(work: Path) -> dict[str, list[str]]:
     params = ["--params", str(work / "params.yaml")]
-    data, model = str(work / "prepared"), str(work / "model" / "fcn.keras")
+    data, model, predictions = str(work / "prepared"), str(work / "model" / "fcn.keras"), str(work / "predictions")
     reports = work / "reports"
     return {
         "prepare-seg": ["stages/prepare_seg.py", *params, "--out", data, "--summary", str(reports / "prep.json")],
@@ -85,51 +101,110 @@ def stage_commands(work: Path) -> dict[str, list[str]]:
                       "--epochs", str(reports / "epochs.csv"), "--metrics", str(reports / "train.json"),
                       "--details", str(reports / "train_details.json")],
         "evaluate-iou": ["stages/evaluate_iou.py", *params, "--data", data, "--model", model,
-                         "--predictions", str(work / "predictions"), "--per_image", str(reports / "per_image.csv"),
+                         "--predictions", predictions, "--per_image", str(reports / "per_image.csv"),
                          "--threshold_curve", str(reports / "curve.csv"), "--metrics", str(reports / "eval.json"),
                          "--details", str(reports / "eval_details.json")],
+        "render-overlays": ["stages/render_overlays.py", *params, "--data", data, "--predictions", predictions,
+                            "--figures", str(reports / "overlays")],
     }
 
 
 def bench_size(n_images: int, args) -> list[dict]:
-    work = Path(args.workdir) / f"n{n_images}"
+    work = Path(args.workdir) / f"n{n_images}_px{args.image_px}"
     shutil.rmtree(work, ignore_errors=True)
+    print(f"n={n_images}: writing {n_images} scenes of {args.image_px} px ...", flush=True)
     write_scenes(work / "source", n_images, args.image_px)
-    bench_params(work / "params.yaml", work / "source", args.image_px, args.head_width, args.batch_size)
+    params = bench_params(work / "params.yaml", work / "source", args.image_px, args.steps)
     rows = []
     for stage, command in stage_commands(work).items():
-        row = {"images": n_images, "image_px": args.image_px, "stage": stage, **run_measured(command),
-               "head_width": args.head_width, "cpus": os.cpu_count(), "machine": platform.machine()}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        measured = run_measured(command)
+        rows.append({"images": n_images, "image_px": args.image_px, "stage": stage,
+                     "seconds": measured["seconds"], "peak_rss_mb": measured["peak_rss_mb"]})
+        if stage == "prepare-seg":
+            counts = json.loads((work / "reports" / "prep.json").read_text())
+            split = {name: counts[name]["count"] for name in ("train", "val", "test")}
+        print(f"  {stage}: {measured['seconds']} s, peak RSS {measured['peak_rss_mb']} MB", flush=True)
+    steps = min(args.steps, -(-split["train"] // params["fcn"]["batch_size"]))
+    for row in rows:          # what each stage's time is per: images read, or training steps
+        row.update(split, steps=steps, batch_size=params["fcn"]["batch_size"], cpus=os.cpu_count(),
+                   machine=platform.machine(), date=datetime.date.today().isoformat())
     if not args.keep:
         shutil.rmtree(work)
     return rows
 
 
+def with_rates(rows: list[dict]) -> list[dict]:
+    """Each row with its time per unit (image or step) and its RSS growth per added image."""
+    by = {(row["images"], row["stage"]): row for row in rows}
+    sizes = list(dict.fromkeys(row["images"] for row in rows))
+    for row in rows:
+        n, stage = row["images"], row["stage"]
+        evaluate = by[(n, "evaluate-iou")]
+        per_test_image = evaluate["seconds"] / evaluate["test"]
+        if stage == "prepare-seg":
+            row["unit"], row["per_unit_s"] = "image", row["seconds"] / n
+        elif stage == "train-fcn":
+            row["unit"] = "step"
+            row["per_unit_s"] = max(0.0, row["seconds"] - row["val"] * per_test_image) / row["steps"]
+        else:
+            row["unit"], row["per_unit_s"] = "image", row["seconds"] / row["test"]
+        first, previous = by[(sizes[0], stage)], by[(sizes[max(0, sizes.index(n) - 1)], stage)]
+        for name, base in (("first", first), ("previous", previous)):
+            added = n - base["images"]
+            row[f"kb_per_added_image_vs_{name}"] = (
+                None if added == 0 else round((row["peak_rss_mb"] - base["peak_rss_mb"]) * 1024 / added, 2))
+        row["time_ratio_vs_first"] = round(row["per_unit_s"] / first["per_unit_s"], 2) if first["per_unit_s"] else None
+        row["per_unit_s"] = round(row["per_unit_s"], 4)
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
-    stages = list(dict.fromkeys(row["stage"] for row in rows))
-    print(f"{'images':>8} " + " ".join(f"{stage + ' s':>16} {'RSS MB':>8}" for stage in stages))
-    for n_images in dict.fromkeys(row["images"] for row in rows):
-        cells = {row["stage"]: row for row in rows if row["images"] == n_images}
-        print(f"{n_images:>8} " + " ".join(f"{cells[s]['seconds']:>16} {cells[s]['peak_rss_mb']:>8}"
-                                           for s in stages))
+    print(f"\n{'stage':<16} {'images':>7} {'wall s':>8} {'per unit s':>15} {'x first':>8} "
+          f"{'peak RSS MB':>12} {'KB/added img':>13} {'(vs prev)':>10}")
+    for stage in STAGES:
+        for row in (row for row in rows if row["stage"] == stage):
+            growth = [row["kb_per_added_image_vs_first"], row["kb_per_added_image_vs_previous"]]
+            growth = ["" if value is None else f"{value:.2f}" for value in growth]
+            print(f"{stage:<16} {row['images']:>7} {row['seconds']:>8.1f} "
+                  f"{row['per_unit_s']:>10.4f}/{row['unit']:<4} {row['time_ratio_vs_first']:>8} "
+                  f"{row['peak_rss_mb']:>12.1f} {growth[0]:>13} {growth[1]:>10}")
+    first = rows[0]
+    print(f"\nper unit: prepare-seg per image; train-fcn per step of {first['batch_size']} images "
+          f"({first['steps']} steps at the first size; the validation pass subtracted, see the docstring); "
+          "evaluate-iou and render-overlays per test image")
+
+
+def cpu_flags() -> str:
+    """The CPU's AVX flags, as `grep -o 'avx[^ ]*' /proc/cpuinfo | sort -u` lists them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    return " ".join(sorted(set(re.findall(r"\bavx[^ \n]*", text)))) or "none"
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 20000])
-    parser.add_argument("--image-px", type=int, default=256)
-    parser.add_argument("--head-width", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--sizes", default="1000,10000,20000",
+                        help="comma-separated numbers of images (default: 1000,10000,20000)")
+    parser.add_argument("--image-px", type=int, default=128, help="side of the square images (a multiple of 32)")
+    parser.add_argument("--steps", type=int, default=50, help="training steps (fcn.steps_per_epoch; one epoch)")
     parser.add_argument("--workdir", default="/tmp/fcnlab_scale")
     parser.add_argument("--keep", action="store_true", help="keep each size's generated data and outputs")
     args = parser.parse_args()
-    rows = [row for n_images in args.sizes for row in bench_size(n_images, args)]
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    print(f"commit {commit()}, {datetime.date.today().isoformat()}, {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}; CPU flags: {cpu_flags()}", flush=True)
+    rows = with_rates([row for n_images in sizes for row in bench_size(n_images, args)])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as results:
         for row in rows:
-            results.write(json.dumps(row) + "\n")
+            results.write(json.dumps({**row, "commit": commit(), "cpu_flags": cpu_flags()}) + "\n")
     print_table(rows)
 
 

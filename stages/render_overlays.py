@@ -24,15 +24,18 @@ def main(args):
 
     test = load_prepared_split(args.data, "test")
     images, truth = test.images, test.masks
-    predicted = [predict_masks(probs, threshold) for probs in load_test_predictions(args.predictions, test)]
+    fg_probs = load_test_predictions(args.predictions, test)               # read one image at a time
     too_big = [i for i in examples if i >= len(images)]
     if too_big:
         raise FcnlabError(f"params.yaml: overlays.examples {too_big} exceed the {len(images)} test images "
                           f"(indices 0..{len(images) - 1}); choose smaller indices")
 
-    ious = np.array([row["iou"] for row in per_image_metrics(truth, predicted)])
+    ious = np.array([per_image_metrics([truth[i]], [predict_masks(fg_probs[i], threshold)])[0]["iou"]
+                     for i in range(len(images))])
     order = np.argsort(-ious, kind="stable")                                   # best first
     n_ranked = min(n_ranked, len(images))
+    shown = {*examples, *order[:n_ranked].tolist(), *order[::-1][:n_ranked].tolist()}
+    predicted = {i: predict_masks(fg_probs[i], threshold) for i in shown}      # only the images drawn
 
     figures = {f"example_{i}.png": prediction_figure(images[i], truth[i], predicted[i],
                                                      f"test image #{i}: IoU {ious[i]:.2f}")

@@ -24,7 +24,7 @@ def test_images_of_different_sizes_come_back_exactly(tmp_path):
     save_prepared_segmentation(tmp_path / "seg", {"train": train}, GEOMETRY)
     loaded = load_prepared_split(tmp_path / "seg", "train")
     assert len(loaded) == 3
-    for written, read in zip(train.images + train.masks, loaded.images + loaded.masks):
+    for written, read in zip(train.images + train.masks, [*loaded.images, *loaded.masks]):
         np.testing.assert_array_equal(written, read)
     assert loaded.common_shape() is None
     assert load_geometry(tmp_path / "seg") == GEOMETRY
@@ -110,7 +110,7 @@ def test_a_small_cap_cuts_a_split_into_shards_that_read_back_equal(tmp_path):
         f"train-0000{i}-of-00004_shapes.npy" for i in range(4)]
     loaded = load_prepared_split(tmp_path / "seg", "train")
     assert [len(shard.shapes) for shard in loaded.shards] == [2, 1, 1, 1]
-    for written, read in zip(train.images + train.masks, loaded.images + loaded.masks):
+    for written, read in zip(train.images + train.masks, [*loaded.images, *loaded.masks]):
         np.testing.assert_array_equal(written, read)
     assert stats["train"].count == 5 and stats["train"].foreground_fraction() == pytest.approx(
         train.foreground_fraction())

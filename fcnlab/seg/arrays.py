@@ -7,15 +7,19 @@ predictions) is three `.npy` files that hold images of different sizes without p
     <name>_images.npy   P x 3 uint8        every image's RGB pixels, row by row, one after another
     <name>_masks.npy    P uint8            every mask's pixels the same way: 1 foreground, 0 background
 
-(P = the sum of height x width.) Readers memory-map the files: an image is a view into the
-file, read from disk only when used. Everything is checked on the way in; a stale or
-hand-edited file stops with one line naming it. Beside the shards, `geometry.json` records the
-training scale the images were brought to (`fcnlab.seg.geometry`).
+(P = the sum of height x width.) Readers see a file as a sequence of arrays (`RaggedArrays`):
+`arrays[i]` memory-maps image i's own bytes when asked for, so it is read from disk only when
+used and its pages leave memory with it; per image only its size and place are held.
+Everything is checked on the way in; a stale or hand-edited file stops with one line naming
+it. Beside the shards, `geometry.json` records the training scale the images were brought to
+(`fcnlab.seg.geometry`).
 """
 
 from __future__ import annotations
 
 import json
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +42,8 @@ PREDICTIONS_FIX = "rerun evaluate-iou to rebuild it (dvc repro evaluate-iou)"
 class SegSplit:
     """One split: `images[i]` is H_i x W_i x 3 uint8 RGB, `masks[i]` H_i x W_i uint8 {0, 1}."""
 
-    images: list[np.ndarray]
-    masks: list[np.ndarray]
+    images: Sequence[np.ndarray]                 # a list, or a file's `RaggedArrays`
+    masks: Sequence[np.ndarray]
     shards: list = field(default_factory=list)   # the ShardFiles it was read from (fcnlab.seg.shards)
 
     def __len__(self) -> int:
@@ -51,6 +55,8 @@ class SegSplit:
 
     def shapes(self) -> np.ndarray:
         """N x 2 int64: (height, width) of each image."""
+        if isinstance(self.images, RaggedArrays):
+            return self.images.shapes.copy()
         return np.array([image.shape[:2] for image in self.images], np.int64).reshape(-1, 2)
 
     def common_shape(self) -> tuple[int, int] | None:
@@ -183,24 +189,24 @@ def _shown(value, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def load_test_predictions(directory, test: SegSplit, name: str = "test") -> list[np.ndarray]:
+def load_test_predictions(directory, test: SegSplit, name: str = "test") -> RaggedArrays:
     """evaluate-iou's foreground probabilities, one H x W float32 array per test image, checked
-    against the test split's sizes."""
+    against the test split's sizes (one image at a time)."""
     directory = Path(directory)
     path = directory / f"{name}_fg_probs.npy"
     shapes = load_shapes_file(directory / f"{name}_shapes.npy", PREDICTIONS_FIX)
-    expected = np.array([mask.shape for mask in test.masks], dtype=np.int64).reshape(-1, 2)
-    if not np.array_equal(shapes, expected):
+    if not np.array_equal(shapes, test.shapes()):
         raise FcnlabError(f"{directory / f'{name}_shapes.npy'}: {len(shapes)} predictions whose sizes do not "
                           f"match the {len(test)} test images: the predictions belong to other data; "
                           f"{PREDICTIONS_FIX}")
-    probs = load_ragged_file(path, shapes, channels=None, fix=PREDICTIONS_FIX)
+    probs = ragged_arrays(path, shapes, channels=None, fix=PREDICTIONS_FIX)
     if not np.issubdtype(probs.dtype, np.floating):
         raise FcnlabError(f"{path}: dtype {probs.dtype}; predictions must be float probabilities; {PREDICTIONS_FIX}")
-    if probs.size and (not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1):
-        raise FcnlabError(f"{path}: values outside [0, 1] (or NaN/Inf); predictions must be "
-                          f"probabilities; {PREDICTIONS_FIX}")
-    return split_up(probs, shapes)
+    for image_probs in probs:
+        if not np.all(np.isfinite(image_probs)) or image_probs.min() < 0 or image_probs.max() > 1:
+            raise FcnlabError(f"{path}: values outside [0, 1] (or NaN/Inf); predictions must be "
+                              f"probabilities; {PREDICTIONS_FIX}")
+    return probs
 
 
 def load_shapes_file(path: Path, fix: str) -> np.ndarray:
@@ -251,9 +257,51 @@ def check_binary_masks(path: Path, masks: np.ndarray) -> None:
                           f"and 1 (foreground); {PREPARED_FIX}")
 
 
-def split_up(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
-    """The flat pixel rows cut back into one H x W (x C) view per image."""
-    ends = np.cumsum(shapes[:, 0] * shapes[:, 1])
-    starts = ends - shapes[:, 0] * shapes[:, 1]
-    return [flat[start:end].reshape((int(h), int(w)) + flat.shape[1:])
-            for start, end, (h, w) in zip(starts, ends, shapes)]
+class RaggedArrays(Sequence):
+    """The arrays of ragged `.npy` files (P x C, or P when `channels` is None) as one read-only
+    sequence, file after file: `arrays[i]` is H_i x W_i (x C), memory-mapped from its own bytes
+    when asked for and unmapped when let go, so the pages a reader touched leave memory with the
+    array (one map of a whole file keeps every page ever touched resident, growing with the
+    data). Per image it holds its (height, width), file number and byte offset: 28 bytes."""
+
+    def __init__(self, paths: list[Path], header_bytes: list[int], dtype, shapes: list[np.ndarray],
+                 channels: int | None):
+        self.paths, self.header_bytes = [Path(path) for path in paths], list(header_bytes)
+        self.dtype, self.channels = np.dtype(dtype), channels
+        self.shapes = np.concatenate(shapes).astype(np.int64).reshape(-1, 2)         # N x 2
+        self._file = np.repeat(np.arange(len(paths), dtype=np.int32), [len(rows) for rows in shapes])
+        offsets = []
+        for header, rows in zip(header_bytes, shapes):
+            pixels = rows[:, 0] * rows[:, 1]
+            offsets.append(header + (np.cumsum(pixels) - pixels) * self.dtype.itemsize * (channels or 1))
+        self._offsets = np.concatenate(offsets).astype(np.int64)
+
+    @classmethod
+    def joined(cls, parts: list[RaggedArrays]) -> RaggedArrays:
+        """One sequence of `parts`' arrays, part after part (all of one dtype and channels)."""
+        return cls([path for part in parts for path in part.paths],
+                   [header for part in parts for header in part.header_bytes], parts[0].dtype,
+                   [part.shapes for part in parts], parts[0].channels)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = operator.index(index)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"array {i} of {len(self)}")
+        height, width = (int(side) for side in self.shapes[i])
+        shape = (height, width) + ((self.channels,) if self.channels else ())
+        mapped = np.memmap(self.paths[self._file[i]], self.dtype, mode="r", offset=int(self._offsets[i]),
+                           shape=shape)
+        return np.asarray(mapped)                       # a plain array; the map lives as long as it
+
+
+def ragged_arrays(path: Path, shapes: np.ndarray, channels: int | None, fix: str) -> RaggedArrays:
+    """`path`'s arrays (`RaggedArrays`), its header and length checked against `shapes` (N x 2)."""
+    array = load_ragged_file(path, shapes, channels, fix)          # a map of the header's claims only
+    if not array.flags.c_contiguous:                             # the arrays are cut in C order
+        raise FcnlabError(f"{path}: stored in Fortran order, not as np.save writes it; {fix}")
+    return RaggedArrays([path], [int(array.offset)], array.dtype, [shapes], channels)

@@ -63,10 +63,10 @@ class ValidationIoU(keras.callbacks.Callback):
 
     def __init__(self, predict_fn, masks, threshold: float = 0.5):
         super().__init__()
-        self.masks = [_checked_mask(mask, i) for i, mask in enumerate(masks)]
-        if not self.masks:
+        self.masks = masks          # a sequence, read each epoch (prepare-seg's are read from disk as used)
+        if not len(masks):
             raise ValueError("ValidationIoU needs at least one validation mask, got none")
-        if not any(mask.any() for mask in self.masks):
+        if not any([_checked_mask(mask, i).any() for i, mask in enumerate(masks)]):
             raise ValueError(f"the {len(self.masks)} validation masks hold no foreground pixel: "
                              "foreground IoU would be undefined")
         self.predict_fn = predict_fn

@@ -9,16 +9,20 @@ shard of its own); each shard is a group of the ragged layout of `fcnlab.seg.arr
     train-00001-of-00003_...
     geometry.json                                    the training scale (fcnlab.seg.geometry)
 
-Writing holds one shard in memory at a time, so prepare-seg's memory does not grow with the
-data set; the folder is replaced atomically (`atomic_path`), so a crash leaves the old output
-or none. Same images and cap, same bytes. Reading memory-maps every shard (`load_prepared_split`)
-and hands train-fcn the shard files (`ShardFiles`), which tf.data reads itself
+Writing appends each image to its shard's files as it comes and holds none of them, so
+prepare-seg's memory does not grow with the data set or the shard size; the folder is replaced
+atomically (`atomic_path`), so a crash leaves the old output or none. Same images and cap, same
+bytes (as `np.save` writes them). Reading checks every shard and gives each split as sequences
+of images and masks memory-mapped one at a time (`load_prepared_split`,
+`fcnlab.seg.arrays.RaggedArrays`), and hands train-fcn the shard files (`ShardFiles`), which
+tf.data reads itself
 (`fcnlab.seg.training.training_stream`). Before writing, `check_free_space` compares the bytes
 the output will take (`prepared_bytes`, from the images' sizes alone) with the free disk space.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +31,8 @@ import numpy as np
 
 from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import atomic_path
-from fcnlab.seg.arrays import (PREPARED_FIX, SegSplit, SplitStats, check_binary_masks, check_uint8,
-                               load_ragged_file, load_shapes_file, save_split_arrays, split_up, write_geometry)
+from fcnlab.seg.arrays import (PREPARED_FIX, RaggedArrays, SegSplit, SplitStats, check_binary_masks,
+                               check_uint8, load_ragged_file, load_shapes_file, ragged_arrays, write_geometry)
 
 SHARD_NAME = "{split}-{index:05d}-of-{count:05d}"
 NPY_HEADER_BYTES = 128            # np.save's header for these arrays (version 1.0: 128 bytes)
@@ -64,34 +68,71 @@ def save_prepared_segmentation(directory, splits: dict, geometry: dict,
 
 
 def write_split_shards(directory: Path, name: str, pairs, shard_pixels: int) -> SplitStats:
-    """Split `name`'s pairs as shards in `directory`, holding one shard in memory at a time."""
-    stats, images, masks, shard_paths, pixels = SplitStats(), [], [], [], 0
+    """Split `name`'s pairs as shards in `directory`, each pair written as it comes."""
+    stats, shard_stems, shard = SplitStats(), [], None
     for image, mask in pairs:
         size = image.shape[0] * image.shape[1]
-        if images and pixels + size > shard_pixels:
-            shard_paths.append(_write_shard(directory, name, len(shard_paths), images, masks))
-            images, masks, pixels = [], [], 0
-        pixels += size
-        images.append(image)
-        masks.append(mask)
+        if shard is not None and shard.pixels + size > shard_pixels:
+            shard_stems.append(shard.close())
+            shard = None
+        if shard is None:
+            shard = _ShardWriter(directory, name, len(shard_stems))
+        shard.add(image, mask)
         stats.add(image, mask)
-    if not images:
+    if shard is None:
         raise ValueError(f"split {name!r} has no images; every split needs at least one")
-    shard_paths.append(_write_shard(directory, name, len(shard_paths), images, masks))
-    for index, stem in enumerate(shard_paths):       # the final names carry the shard count
-        final = SHARD_NAME.format(split=name, index=index, count=len(shard_paths))
+    shard_stems.append(shard.close())
+    for index, stem in enumerate(shard_stems):       # the final names carry the shard count
+        final = SHARD_NAME.format(split=name, index=index, count=len(shard_stems))
         for kind in ("shapes", "images", "masks"):
             (directory / f"{stem}_{kind}.npy").rename(directory / f"{final}_{kind}.npy")
     return stats
 
 
-def _write_shard(directory: Path, name: str, index: int, images: list, masks: list) -> str:
-    if index >= MAX_SHARDS:
-        raise FcnlabError(f"{directory}: split {name} needs more than {MAX_SHARDS} shards; "
-                          "raise seg.shard_megapixels in params.yaml")
-    stem = f".{name}-{index:05d}-unfinished"
-    save_split_arrays(directory, stem, images=images, masks=masks)
-    return stem
+class _ShardWriter:
+    """One shard's `_images.npy` and `_masks.npy` written a pair at a time: a header sized for any
+    length first, rewritten with the real length at `close`, which also writes `_shapes.npy`.
+    The files are those `np.save` writes for the joined arrays (its header leaves room for the
+    length to grow, so the header's size does not change)."""
+
+    def __init__(self, directory: Path, name: str, index: int):
+        if index >= MAX_SHARDS:
+            raise FcnlabError(f"{directory}: split {name} needs more than {MAX_SHARDS} shards; "
+                              "raise seg.shard_megapixels in params.yaml")
+        self.directory, self.stem = directory, f".{name}-{index:05d}-unfinished"
+        self.files = {kind: open(directory / f"{self.stem}_{kind}.npy", "wb") for kind in ("images", "masks")}
+        self.channels = {"images": (3,), "masks": ()}
+        for kind, file in self.files.items():
+            file.write(_npy_header((0,) + self.channels[kind]))
+        self.shapes: list[tuple[int, int]] = []        # one shard's images: bounded by shard_pixels
+        self.pixels = 0
+
+    def add(self, image: np.ndarray, mask: np.ndarray) -> None:
+        if image.shape[:2] != mask.shape[:2]:
+            raise ValueError(f"{self.stem}: image of shape {image.shape} with a mask of shape {mask.shape}")
+        self.files["images"].write(np.ascontiguousarray(image, np.uint8).tobytes())   # H x W x 3, row by row
+        self.files["masks"].write(np.ascontiguousarray(mask, np.uint8).tobytes())     # H x W
+        self.shapes.append(image.shape[:2])
+        self.pixels += image.shape[0] * image.shape[1]
+
+    def close(self) -> str:
+        for kind, file in self.files.items():
+            header = _npy_header((self.pixels,) + self.channels[kind])
+            file.seek(0)
+            if len(header) != len(_npy_header((0,) + self.channels[kind])):
+                raise ValueError(f"{self.stem}_{kind}: the .npy header changed size")
+            file.write(header)
+            file.close()
+        np.save(self.directory / f"{self.stem}_shapes.npy", np.array(self.shapes, np.int64).reshape(-1, 2),
+                allow_pickle=False)
+        return self.stem
+
+
+def _npy_header(shape: tuple) -> bytes:
+    """The header `np.save` writes for a C-order uint8 array of `shape`."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
 
 
 # --- The disk-space check ---------------------------------------------------------------------
@@ -119,16 +160,16 @@ def check_free_space(directory, needed_bytes: int, free_bytes: int) -> None:
 
 
 def load_prepared_split(directory, name: str) -> SegSplit:
-    """Split `name` ("train", "val" or "test") of prepare-seg's folder: every shard checked and
-    memory-mapped; `images[i]`, `masks[i]` are views into the files, `shards` the files."""
+    """Split `name` ("train", "val" or "test") of prepare-seg's folder, every shard checked:
+    `images[i]`, `masks[i]` are read from the files when used (`RaggedArrays`), `shards` the files."""
     directory = Path(directory)
     images, masks, shards = [], [], []
     for stem in shard_stems(directory, name):
         shard_images, shard_masks, files = _load_shard(directory, stem)
-        images += shard_images
-        masks += shard_masks
+        images.append(shard_images)
+        masks.append(shard_masks)
         shards.append(files)
-    return SegSplit(images, masks, shards)
+    return SegSplit(RaggedArrays.joined(images), RaggedArrays.joined(masks), shards)
 
 
 def shard_stems(directory: Path, name: str) -> list[str]:
@@ -153,22 +194,20 @@ def shard_stems(directory: Path, name: str) -> list[str]:
 
 
 def _load_shard(directory: Path, stem: str):
-    """(image views, mask views, ShardFiles) of one shard, every file checked."""
+    """(images, masks, ShardFiles) of one shard, every file checked; the images and masks are
+    `RaggedArrays`, each mapped only while it is used."""
     shapes = load_shapes_file(directory / f"{stem}_shapes.npy", PREPARED_FIX)
-    images = load_ragged_file(directory / f"{stem}_images.npy", shapes, channels=3, fix=PREPARED_FIX)
-    check_uint8(directory / f"{stem}_images.npy", images, PREPARED_FIX)
-    checked = load_ragged_file(directory / f"{stem}_masks.npy", shapes, channels=None, fix=PREPARED_FIX)
-    check_binary_masks(directory / f"{stem}_masks.npy", checked)   # a map of its own, let go after the check
+    images_path, masks_path = directory / f"{stem}_images.npy", directory / f"{stem}_masks.npy"
+    images = ragged_arrays(images_path, shapes, channels=3, fix=PREPARED_FIX)
+    check_uint8(images_path, images, PREPARED_FIX)
+    masks = ragged_arrays(masks_path, shapes, channels=None, fix=PREPARED_FIX)
+    checked = load_ragged_file(masks_path, shapes, channels=None, fix=PREPARED_FIX)
+    check_binary_masks(masks_path, checked)        # a map of its own, let go after the check
     foreground_pixels = int(np.count_nonzero(checked))
     del checked
-    masks = load_ragged_file(directory / f"{stem}_masks.npy", shapes, channels=None, fix=PREPARED_FIX)
-    for path, array in ((directory / f"{stem}_images.npy", images), (directory / f"{stem}_masks.npy", masks)):
-        if not array.flags.c_contiguous:          # tf.data reads the bytes in C order
-            raise FcnlabError(f"{path}: stored in Fortran order, not as np.save writes it; {PREPARED_FIX}")
-    files = ShardFiles(directory / f"{stem}_images.npy", directory / f"{stem}_masks.npy", shapes,
-                       images_offset=int(images.offset), masks_offset=int(masks.offset),
-                       foreground_pixels=foreground_pixels)
-    return split_up(images, shapes), split_up(masks, shapes), files
+    files = ShardFiles(images_path, masks_path, shapes, images_offset=images.header_bytes[0],
+                       masks_offset=masks.header_bytes[0], foreground_pixels=foreground_pixels)
+    return images, masks, files
 
 
 def shards_foreground_fraction(shards: list[ShardFiles]) -> float:

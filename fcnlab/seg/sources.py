@@ -23,6 +23,7 @@ small data and tests. Splits are seeded: the same files, fractions and seed give
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,17 +272,17 @@ def folder_source(folder, image_size: int, foreground_value: int, val_fraction: 
     masks, 0 for masks that mark the foreground black (e.g. the ISBI 2012 membranes).
     """
     folder = existing_folder(folder, "a folder source needs images/ and masks/ inside it")
-    image_files = image_files_by_stem(folder / "images")
-    mask_files = image_files_by_stem(folder / "masks")
-    stems = _paired_stems(image_files, mask_files, folder)
-    indices = dict(zip(SPLIT_NAMES, split_indices(len(stems), seed, folder, val_fraction, test_fraction)))
+    image_names, mask_names = _paired_file_names(folder)       # the i-th pair; file names only, no Paths
+    indices = dict(zip(SPLIT_NAMES, split_indices(len(image_names), seed, folder, val_fraction, test_fraction)))
 
     def read(name):
         for i in indices[name]:
-            yield read_image_and_mask(image_files[stems[i]], mask_files[stems[i]], resize, image_size,
-                                      foreground_value)
+            yield read_image_and_mask(folder / "images" / image_names[i], folder / "masks" / mask_names[i],
+                                      resize, image_size, foreground_value)
 
-    sizes = {name: [_size_at_training_scale(image_files[stems[i]], resize, image_size) for i in split]
+    shared: dict[tuple[int, int], tuple[int, int]] = {}       # one tuple per distinct size
+    sizes = {name: [shared.setdefault(size, size) for size in (
+                 _size_at_training_scale(folder / "images" / image_names[i], resize, image_size) for i in split)]
              for name, split in indices.items()}
     return SegSource(sizes, read, test_split_note=f"seeded split of {folder.name}/ (test_fraction {test_fraction})")
 
@@ -310,33 +311,50 @@ def image_files_by_stem(directory: Path) -> dict[str, Path]:
 
     Hidden files and other files (notes, .DS_Store, Thumbs.db) are ignored.
     """
+    return {os.path.splitext(name)[0]: directory / name for name in _image_file_names(directory)}
+
+
+def _image_file_names(directory: Path) -> list[str]:
+    """`image_files_by_stem`'s file names, in its order: plain strings, a few dozen bytes each,
+    so a folder of a million images costs tens of MB, not the GB of as many Path objects."""
     if not directory.is_dir():
         raise FcnlabError(f"{directory}: folder not found; a folder source needs images/ and masks/ "
                           "subfolders whose files pair up by name: add it, or fix seg.path")
     extensions = Image.registered_extensions()
-    files = sorted(path for path in directory.iterdir()
-                   if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in extensions)
-    if not files:
+    with os.scandir(directory) as entries:
+        names = sorted(entry.name for entry in entries
+                       if entry.is_file() and not entry.name.startswith(".")
+                       and os.path.splitext(entry.name)[1].lower() in extensions)
+    if not names:
         raise FcnlabError(f"{directory}: no image files in it (PNG, JPEG, TIFF, ...); put the images there")
-    by_stem: dict[str, Path] = {}
-    for path in files:
-        if path.stem in by_stem:
-            raise FcnlabError(f"{path}: two files share the name {path.stem!r} ({by_stem[path.stem].name} "
-                              f"and {path.name}); keep one per name so images and masks pair up")
-        by_stem[path.stem] = path
-    return dict(sorted(by_stem.items()))
+    first_with_stem: dict[str, str] = {}
+    for name in names:
+        stem = os.path.splitext(name)[0]
+        if stem in first_with_stem:
+            raise FcnlabError(f"{directory / name}: two files share the name {stem!r} ({first_with_stem[stem]} "
+                              f"and {name}); keep one per name so images and masks pair up")
+        first_with_stem[stem] = name
+    del first_with_stem
+    names.sort(key=lambda name: os.path.splitext(name)[0])
+    return names
 
 
-def _paired_stems(image_files: dict[str, Path], mask_files: dict[str, Path], folder: Path) -> list[str]:
-    """The stems, each with both an image and a mask; an unpaired file on either side is an error."""
-    _fail_if_unpaired(folder / "images", image_files, mask_files, partner_folder="masks")
-    _fail_if_unpaired(folder / "masks", mask_files, image_files, partner_folder="images")
-    return list(image_files)
+def _paired_file_names(folder: Path) -> tuple[list[str], list[str]]:
+    """(image file names, mask file names), the i-th of each with the same stem, sorted by stem;
+    an unpaired file on either side is an error."""
+    image_names, mask_names = _image_file_names(folder / "images"), _image_file_names(folder / "masks")
+    image_stems = [os.path.splitext(name)[0] for name in image_names]
+    if image_stems != [os.path.splitext(name)[0] for name in mask_names]:
+        images = {os.path.splitext(name)[0]: name for name in image_names}
+        masks = {os.path.splitext(name)[0]: name for name in mask_names}
+        _fail_if_unpaired(folder / "images", images, masks, partner_folder="masks")
+        _fail_if_unpaired(folder / "masks", masks, images, partner_folder="images")
+    return image_names, mask_names
 
 
-def _fail_if_unpaired(directory: Path, files: dict[str, Path], partners: dict[str, Path],
+def _fail_if_unpaired(directory: Path, names: dict[str, str], partners: dict[str, str],
                       partner_folder: str) -> None:
-    unpaired = [path.name for stem, path in files.items() if stem not in partners]
+    unpaired = [name for stem, name in names.items() if stem not in partners]
     if unpaired:
         shown = ", ".join(unpaired[:NAMES_SHOWN])
         if len(unpaired) > NAMES_SHOWN:

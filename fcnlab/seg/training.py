@@ -220,16 +220,19 @@ def training_stream(shards, batch_size: int, seed: int, window: tuple[int, int],
     firsts = np.cumsum([0] + [len(shard.shapes) for shard in shards])              # first image of each shard
     starts = np.concatenate([np.cumsum(sizes[a:b]) - sizes[a:b] for a, b in zip(firsts[:-1], firsts[1:])])
     draws = [_draws(shard.shapes, window) for shard in shards]                 # local indices
-    schedule, orders = [], []                                                      # per (pass, slot)
+    # image indices, slot after slot: int32 (4 bytes a draw a pass) while they fit, filled in place
+    orders = np.empty(passes * sum(len(d) for d in draws), np.int32 if len(shapes) < 2**31 else np.int64)
+    schedule, bounds = [], [0]                                                     # per (pass, slot)
     for p in range(passes):
         for k in np.random.default_rng([seed, p, 0, 1]).permutation(len(shards)).tolist():
             # shard 0 keeps the key (seed, pass) of the earlier one-array stream: a one-shard split
             # (the demo) is shuffled exactly as before
             key = [seed, p, k] if k else [seed, p]
             schedule.append(k)
-            orders.append(firsts[k] + np.random.default_rng(key).permutation(draws[k]))
-    bounds = tf.constant(np.cumsum([0] + [len(order) for order in orders]), tf.int64)
-    orders = tf.constant(np.concatenate(orders), tf.int64)          # image indices, slot after slot
+            bounds.append(bounds[-1] + len(draws[k]))
+            orders[bounds[-2]:bounds[-1]] = firsts[k] + np.random.default_rng(key).permutation(draws[k])
+    bounds = tf.constant(bounds, tf.int64)
+    orders = tf.constant(orders)
     schedule = tf.constant(schedule, tf.int64)                      # the shard of each slot
     image_files = tf.constant([str(shard.images) for shard in shards])
     mask_files = tf.constant([str(shard.masks) for shard in shards])
