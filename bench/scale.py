@@ -19,9 +19,10 @@ image is the growth of peak RSS divided by the images added, against the first s
 the previous one: the first can include fixed buffers that fill up between small sizes (a shard
 holds up to `seg.shard_megapixels`, train-fcn reads two shards at a time), the second shows
 what grows with the data. train-fcn's epoch ends with a prediction of every validation image
-(the per-epoch validation IoU), which grows with N; "step s" subtracts it, estimated from
-evaluate-iou's time per test image (val and test are the same size here), so it is the training
-step alone. Appends one JSON line per stage to bench/results/scale.jsonl and prints the table.
+(the per-epoch validation IoU), which grows with N; its time per step subtracts that pass,
+estimated as n_val times the time a test image adds to evaluate-iou between the smallest and
+largest size (val and test are the same size here; start-up cancels), so it is about the
+training step alone, plus train-fcn's start-up spread over the steps. Appends one JSON line per stage to bench/results/scale.jsonl and prints the table.
 """
 
 from __future__ import annotations
@@ -137,10 +138,14 @@ def with_rates(rows: list[dict]) -> list[dict]:
     """Each row with its time per unit (image or step) and its RSS growth per added image."""
     by = {(row["images"], row["stage"]): row for row in rows}
     sizes = list(dict.fromkeys(row["images"] for row in rows))
+    evaluations = [by[(n, "evaluate-iou")] for n in (sizes[0], sizes[-1])]
+    if len(sizes) > 1:          # the marginal time a test image adds, start-up cancelled
+        per_test_image = ((evaluations[1]["seconds"] - evaluations[0]["seconds"])
+                          / (evaluations[1]["test"] - evaluations[0]["test"]))
+    else:
+        per_test_image = evaluations[0]["seconds"] / evaluations[0]["test"]
     for row in rows:
         n, stage = row["images"], row["stage"]
-        evaluate = by[(n, "evaluate-iou")]
-        per_test_image = evaluate["seconds"] / evaluate["test"]
         if stage == "prepare-seg":
             row["unit"], row["per_unit_s"] = "image", row["seconds"] / n
         elif stage == "train-fcn":

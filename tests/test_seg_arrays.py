@@ -30,10 +30,15 @@ def test_images_of_different_sizes_come_back_exactly(tmp_path):
     assert load_geometry(tmp_path / "seg") == GEOMETRY
 
 
-def test_reading_maps_the_files_instead_of_loading_them(tmp_path):
+def test_reading_reads_each_image_when_used_not_the_split_up_front(tmp_path):
     save_prepared_segmentation(tmp_path / "seg", {"test": ragged_split([(32, 32), (32, 32)])}, GEOMETRY)
     loaded = load_prepared_split(tmp_path / "seg", "test")
-    assert isinstance(loaded.images[0].base, np.memmap) or isinstance(loaded.images[0], np.memmap)
+    shard = loaded.shards[0]
+    with open(shard.images, "r+b") as file:          # changed after loading: the next read sees it
+        file.seek(shard.images_offset)
+        file.write(bytes([7, 7, 7]))
+    assert loaded.images[0][0, 0].tolist() == [7, 7, 7]
+    assert loaded.images[-1].shape == (32, 32, 3) and len(loaded.images[0:2]) == 2
     assert loaded.common_shape() == (32, 32)
     images, masks = loaded.stacked()
     assert images.shape == (2, 32, 32, 3) and masks.shape == (2, 32, 32)

@@ -8,8 +8,8 @@ predictions) is three `.npy` files that hold images of different sizes without p
     <name>_masks.npy    P uint8            every mask's pixels the same way: 1 foreground, 0 background
 
 (P = the sum of height x width.) Readers see a file as a sequence of arrays (`RaggedArrays`):
-`arrays[i]` memory-maps image i's own bytes when asked for, so it is read from disk only when
-used and its pages leave memory with it; per image only its size and place are held.
+`arrays[i]` reads image i's bytes when asked for, so it is read from disk only when used and
+leaves memory with it; per image only its size and place in the file are held.
 Everything is checked on the way in; a stale or hand-edited file stops with one line naming
 it. Beside the shards, `geometry.json` records the training scale the images were brought to
 (`fcnlab.seg.geometry`).
@@ -259,10 +259,11 @@ def check_binary_masks(path: Path, masks: np.ndarray) -> None:
 
 class RaggedArrays(Sequence):
     """The arrays of ragged `.npy` files (P x C, or P when `channels` is None) as one read-only
-    sequence, file after file: `arrays[i]` is H_i x W_i (x C), memory-mapped from its own bytes
-    when asked for and unmapped when let go, so the pages a reader touched leave memory with the
-    array (one map of a whole file keeps every page ever touched resident, growing with the
-    data). Per image it holds its (height, width), file number and byte offset: 28 bytes."""
+    sequence, file after file: `arrays[i]` is H_i x W_i (x C), read from its file when asked for,
+    a copy of its own that leaves memory with it (a memory map of the whole file would keep every
+    page ever touched resident, growing with the data; one map per array would keep a file
+    descriptor open per array held). Per image it holds its (height, width), file number and
+    byte offset: 28 bytes."""
 
     def __init__(self, paths: list[Path], header_bytes: list[int], dtype, shapes: list[np.ndarray],
                  channels: int | None):
@@ -294,9 +295,8 @@ class RaggedArrays(Sequence):
             raise IndexError(f"array {i} of {len(self)}")
         height, width = (int(side) for side in self.shapes[i])
         shape = (height, width) + ((self.channels,) if self.channels else ())
-        mapped = np.memmap(self.paths[self._file[i]], self.dtype, mode="r", offset=int(self._offsets[i]),
-                           shape=shape)
-        return np.asarray(mapped)                       # a plain array; the map lives as long as it
+        count = height * width * (self.channels or 1)
+        return np.fromfile(self.paths[self._file[i]], self.dtype, count, offset=int(self._offsets[i])).reshape(shape)
 
 
 def ragged_arrays(path: Path, shapes: np.ndarray, channels: int | None, fix: str) -> RaggedArrays:

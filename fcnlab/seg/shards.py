@@ -13,7 +13,7 @@ Writing appends each image to its shard's files as it comes and holds none of th
 prepare-seg's memory does not grow with the data set or the shard size; the folder is replaced
 atomically (`atomic_path`), so a crash leaves the old output or none. Same images and cap, same
 bytes (as `np.save` writes them). Reading checks every shard and gives each split as sequences
-of images and masks memory-mapped one at a time (`load_prepared_split`,
+of images and masks read one at a time (`load_prepared_split`,
 `fcnlab.seg.arrays.RaggedArrays`), and hands train-fcn the shard files (`ShardFiles`), which
 tf.data reads itself
 (`fcnlab.seg.training.training_stream`). Before writing, `check_free_space` compares the bytes
@@ -195,7 +195,7 @@ def shard_stems(directory: Path, name: str) -> list[str]:
 
 def _load_shard(directory: Path, stem: str):
     """(images, masks, ShardFiles) of one shard, every file checked; the images and masks are
-    `RaggedArrays`, each mapped only while it is used."""
+    `RaggedArrays`, each read when used."""
     shapes = load_shapes_file(directory / f"{stem}_shapes.npy", PREPARED_FIX)
     images_path, masks_path = directory / f"{stem}_images.npy", directory / f"{stem}_masks.npy"
     images = ragged_arrays(images_path, shapes, channels=3, fix=PREPARED_FIX)
