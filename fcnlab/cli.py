@@ -191,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="foreground if probability > this, 0..1 (default: 0.5)")
     segment.add_argument("--native", action="store_true",
                          help="predict at each image's own size, not at the training scale")
-    segment.add_argument("--precision", default="float32", metavar="{float32,bfloat16}",
+    segment.add_argument("--precision", default="auto", metavar="{auto,float32,bfloat16}",
                          help="arithmetic of the network: bfloat16 is about 2x faster on CPUs with "
                               "AVX512-BF16 or AMX and on recent GPUs, slower elsewhere; "
-                              "probabilities move by up to ~1e-2 (default: float32)")
+                              "probabilities move by up to ~1e-2 (default: auto, bfloat16 where "
+                              "the CPU has AVX512-BF16 or AMX, else float32)")
     segment.set_defaults(run=run_segment)
 
     decode = commands.add_parser(
@@ -265,10 +266,11 @@ def run_segment(args) -> int:
     from fcnlab.core.io import load_model
     from fcnlab.seg import segment
     from fcnlab.seg.model import check_segmentation_model
-    from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning
+    from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning, resolve_precision
 
     if args.precision not in PRECISIONS:
         raise FcnlabError(f"--precision: {args.precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
+    args.precision = resolve_precision(args.precision)
     if warning := emulated_bfloat16_warning(args.precision, "segment", "--precision"):
         _say(warning)
     model = load_model(args.model, check=check_segmentation_model)
