@@ -531,7 +531,6 @@ CASES = [
     ("train-fcn", "loss-unknown", params(fcn__loss="focal"), "fcn.loss"),
     ("train-fcn", "patch-size-48", params(fcn__patch_size=48), "fcn.patch_size"),
     ("train-fcn", "patience-0", params(fcn__patience=0), "fcn.patience"),
-    ("train-fcn", "evaluate-threshold-2", params(evaluate__threshold=2), "evaluate.threshold"),
     ("train-fcn", "encoder-weights-file-missing", params(fcn__encoder_weights="no/such/vgg16.h5"),
      "fcn.encoder_weights"),
     ("train-fcn", "freeze-encoder-yes-string", params(fcn__freeze_encoder="yes"), "fcn.freeze_encoder"),

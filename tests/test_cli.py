@@ -131,7 +131,7 @@ def test_segment_masks_equal_the_thresholded_prediction_of_the_padded_image(mode
                 "gray": expected_fg_probs(fcn, np.stack([gray_pixels] * 3, axis=-1))}
     threshold = float(np.median(expected["odd"]))        # about half the pixels each side
 
-    status = main(["segment", str(rgb), str(gray), "--model", str(models["fcn"]),
+    status = main(["segment", str(rgb), str(gray), "--model", str(models["fcn"]), "--precision", "float32",
                    "--out", str(tmp_path / "out"), "--threshold", repr(threshold)])
 
     assert status == 0
@@ -201,8 +201,9 @@ def test_segment_predicts_at_the_training_scale_unless_native(models, fcn, tmp_p
     pixels = random_pixels((80, 96, 3), seed=13)
     image = write_image(tmp_path / "wide.png", pixels)
 
-    assert main(["segment", str(image), "--model", str(model), "--out", str(tmp_path / "scaled")]) == 0
-    assert main(["segment", str(image), "--model", str(model), "--out", str(tmp_path / "native"), "--native"]) == 0
+    exact = ["--model", str(model), "--precision", "float32"]
+    assert main(["segment", str(image), *exact, "--out", str(tmp_path / "scaled")]) == 0
+    assert main(["segment", str(image), *exact, "--out", str(tmp_path / "native"), "--native"]) == 0
 
     assert "note:" not in capsys.readouterr().err
     scaled = read_png(tmp_path / "scaled" / "wide_mask.png")
@@ -322,7 +323,7 @@ def test_segment_refuses_an_unknown_precision_before_loading_anything(tmp_path, 
     status = main(["segment", str(image), "--model", str(tmp_path / "missing.keras"), "--out",
                    str(tmp_path / "out"), "--precision", "float16"])
     assert status == 2
-    assert "--precision: 'float16' is not a precision; use one of float32, bfloat16" in capsys.readouterr().err
+    assert "--precision: 'float16' is not a precision; use one of auto, float32, bfloat16" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
