@@ -11,7 +11,7 @@ resized or moved; the crop takes exactly the original pixels back (`predict_imag
 
 Prediction runs `fast_twin(model)` (`fcnlab.seg.speedups`) through `predict_on_batch`, which is
 faster than Keras' `predict` on a CPU; the probabilities equal `model.predict`'s to float32
-rounding. precision "bfloat16" computes under Keras' mixed_bfloat16 policy (README, Performance).
+rounding. precision "bfloat16" computes under Keras' mixed_bfloat16 policy (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def predict_foreground(model, images: np.ndarray, batch_size: int = 8, precision
     by batch; with precision "float32" the probabilities equal `model.predict`'s to float32
     rounding. "bfloat16" computes with Keras' mixed_bfloat16 policy (weights kept in float32,
     products in bfloat16): faster on CPUs with AVX512-BF16 or AMX and on recent GPUs, slower on
-    CPUs without them; probabilities then move slightly (README, Performance).
+    CPUs without them; probabilities then move slightly (docs/benchmarks.md).
     """
     return predict_in_batches(_prediction_twin(model, precision), images, batch_size)[..., 1]
 
