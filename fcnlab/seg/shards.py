@@ -70,15 +70,20 @@ def save_prepared_segmentation(directory, splits: dict, geometry: dict,
 def write_split_shards(directory: Path, name: str, pairs, shard_pixels: int) -> SplitStats:
     """Split `name`'s pairs as shards in `directory`, each pair written as it comes."""
     stats, shard_stems, shard = SplitStats(), [], None
-    for image, mask in pairs:
-        size = image.shape[0] * image.shape[1]
-        if shard is not None and shard.pixels + size > shard_pixels:
-            shard_stems.append(shard.close())
-            shard = None
-        if shard is None:
-            shard = _ShardWriter(directory, name, len(shard_stems))
-        shard.add(image, mask)
-        stats.add(image, mask)
+    try:
+        for image, mask in pairs:
+            size = image.shape[0] * image.shape[1]
+            if shard is not None and shard.pixels + size > shard_pixels:
+                shard_stems.append(shard.close())
+                shard = None
+            if shard is None:
+                shard = _ShardWriter(directory, name, len(shard_stems))
+            shard.add(image, mask)
+            stats.add(image, mask)
+    except BaseException:
+        if shard is not None:                       # its files go with the unfinished folder
+            shard.close()
+        raise
     if shard is None:
         raise ValueError(f"split {name!r} has no images; every split needs at least one")
     shard_stems.append(shard.close())
@@ -108,10 +113,13 @@ class _ShardWriter:
         self.pixels = 0
 
     def add(self, image: np.ndarray, mask: np.ndarray) -> None:
-        if image.shape[:2] != mask.shape[:2]:
-            raise ValueError(f"{self.stem}: image of shape {image.shape} with a mask of shape {mask.shape}")
-        self.files["images"].write(np.ascontiguousarray(image, np.uint8).tobytes())   # H x W x 3, row by row
-        self.files["masks"].write(np.ascontiguousarray(mask, np.uint8).tobytes())     # H x W
+        if image.shape[:2] != mask.shape[:2] or image.shape[2:] != (3,) or mask.ndim != 2:
+            raise ValueError(f"{self.stem}: image of shape {image.shape} with a mask of shape {mask.shape}; "
+                             "need H x W x 3 and H x W")
+        if image.dtype != np.uint8 or mask.dtype != np.uint8:
+            raise ValueError(f"{self.stem}: image {image.dtype} and mask {mask.dtype}; both must be uint8")
+        self.files["images"].write(np.ascontiguousarray(image).tobytes())   # H x W x 3, row by row
+        self.files["masks"].write(np.ascontiguousarray(mask).tobytes())     # H x W
         self.shapes.append(image.shape[:2])
         self.pixels += image.shape[0] * image.shape[1]
 
