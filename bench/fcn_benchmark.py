@@ -105,7 +105,6 @@ def worker_seed_train(cfg):
 
 def worker_fcnlab_train(cfg):
     import keras
-    import numpy as np
     from fcnlab.seg.model import fcn8s_vgg16
     from fcnlab.seg.training import train_fcn
 

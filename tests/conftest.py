@@ -52,3 +52,20 @@ def pytest_collection_modifyitems(items):
     """The integration tests first: they are the longest file, so under two xdist workers the
     other worker runs every other file meanwhile instead of waiting for them at the end."""
     items.sort(key=lambda item: item.path.name != "test_pipeline.py")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A seeded narrow FCN-8s and a seeded CAE encoder/decoder, saved as .keras files."""
+    import keras
+
+    from fcnlab.cae.model import cae_decoder, cae_encoder
+    from fcnlab.core.io import save_model
+    from fcnlab.seg.model import fcn8s_vgg16
+
+    folder = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
+    save_model(fcn8s_vgg16(head_width=8), folder / "fcn.keras")
+    save_model(cae_encoder(), folder / "encoder.keras")
+    save_model(cae_decoder(), folder / "decoder.keras")
+    return {name: folder / f"{name}.keras" for name in ("fcn", "encoder", "decoder")}

@@ -22,14 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnlab.cae.model import cae_decoder, cae_encoder
 from fcnlab.cli import main
 from fcnlab.core.io import load_model, save_model
 from fcnlab.seg.arrays import load_test_predictions
 from fcnlab.seg.shards import load_prepared_split, save_prepared_segmentation
 from fcnlab.seg.figures import PREDICTION_FILL
 from fcnlab.seg.geometry import pad_to_multiple
-from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.predict import predict_foreground
 from fcnlab.seg.sources import demo_segmentation
 
@@ -40,15 +38,6 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("fcnlab")
 # --- Models and files made for the tests ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A seeded narrow FCN-8s and a seeded CAE encoder/decoder, saved as .keras files."""
-    folder = tmp_path_factory.mktemp("models")
-    keras.utils.set_random_seed(0)
-    save_model(fcn8s_vgg16(head_width=8), folder / "fcn.keras")
-    save_model(cae_encoder(), folder / "encoder.keras")
-    save_model(cae_decoder(), folder / "decoder.keras")
-    return {name: folder / f"{name}.keras" for name in ("fcn", "encoder", "decoder")}
 
 
 @pytest.fixture(scope="module")

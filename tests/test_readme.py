@@ -5,7 +5,6 @@ in docs/benchmarks.md).
 """
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml

@@ -20,7 +20,6 @@ import zipfile
 import zlib
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import yaml
@@ -29,12 +28,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import ROOT
-from fcnlab.cae.model import cae_decoder, cae_encoder
 from fcnlab.cli import main
 from fcnlab.core.errors import FcnlabError
-from fcnlab.core.io import (MAX_IMAGE_PIXELS, atomic_path, load_model, read_rgb_image, save_arrays, save_model,
-                            save_png, save_text)
-from fcnlab.seg.model import fcn8s_vgg16
+from fcnlab.core.io import (MAX_IMAGE_PIXELS, atomic_path, load_model, read_rgb_image, save_arrays, save_png,
+                            save_text)
 from fcnlab.seg.segment import OVERLAY_RGBA, overlay_image
 from fcnlab.seg.sources import folder_source, read_image_and_mask
 from test_bad_inputs import STAGES, assert_refused, make_workspace
@@ -43,15 +40,6 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("fcnlab")
 ORIENTATION = 0x0112            # the EXIF tag
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A seeded narrow FCN-8s, a CAE encoder and decoder, saved as .keras files."""
-    folder = tmp_path_factory.mktemp("models")
-    keras.utils.set_random_seed(0)
-    save_model(fcn8s_vgg16(head_width=8), folder / "fcn.keras")
-    save_model(cae_encoder(), folder / "encoder.keras")
-    save_model(cae_decoder(), folder / "decoder.keras")
-    return {name: folder / f"{name}.keras" for name in ("fcn", "encoder", "decoder")}
 
 
 def pixels(shape, seed: int = 0) -> np.ndarray:
