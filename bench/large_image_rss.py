@@ -1,25 +1,32 @@
-"""Peak memory of segmenting a very large image: tiled (fcnlab.seg.tiling) against one piece.
+"""Very large images through `fcnlab segment`: wall time and peak RSS, and the mask checked
+against the same image segmented in pieces.
 
-    nice python bench/large_image_rss.py                       # 8000 x 8000, default tile and margin
-    nice python bench/large_image_rss.py --side 2048 --untiled-sides 512 768   # a quick smoke run
+    nice python bench/large_image_rss.py                        # 8000 x 8000 and 16000 x 16000
+    nice python bench/large_image_rss.py --sides 2048           # a quick run
+    nice python bench/large_image_rss.py --model models/fcn/fcn8s_vgg16.keras   # a trained model
 
-Every measurement runs in its own subprocess, so its peak RSS (the kernel's high-water mark of
-resident memory, /proc/self/status VmHWM) is that path's alone:
+For each side S it writes a generated S x S RGB PNG (smooth stripes and noise), then runs, each
+in its own subprocess whose peak RSS is read with `os.wait4`:
 
-    tiled     a generated side x side RGB image, written band by band to a .npy file and opened
-              as a read-only memmap, segmented by `predict_tiled` with the default-sized FCN-8s
-              (head width 512, random weights): wall time and peak RSS.
-    untiled   the one-piece path (`fcnlab.seg.predict.predict_foreground`: the whole image in
-              memory, one forward pass) on smaller images. Peak RSS grows linearly with the pixels, so
-              a least-squares line through these points estimates what the whole large image
-              would need; running it would not fit in this machine's memory.
+    whole     `fcnlab segment IMAGE --native`: the image at its own size, which FCN-8s predicts
+              in overlapping tiles (`fcnlab.seg.tiling`); the command also holds the image, its
+              probabilities, mask and overlay (about 13 bytes a pixel)
+    pieces    `fcnlab segment` on the image cut into `--pieces` x `--pieces` PNGs, each piece a
+              core on the 32-px grid plus `EXACT_MARGIN_PX` of the image around it (the context
+              that makes a tile's core equal to the whole image's, see fcnlab.seg.tiling)
 
-Prints a table and writes everything to bench/results/large_image_rss.json.
+and compares the whole image's mask with the piece masks' cores stitched together: they agree
+except where a probability sits within float rounding of the threshold. The model is `--model`,
+or by default a random-weight FCN-8s of the default size (head width 512). fcnlab reads at most
+`fcnlab.core.io.MAX_IMAGE_PIXELS` (100 megapixels) an image and no command lifts that; for a
+larger side this benchmark raises the cap inside its `fcnlab segment` subprocess only (the
+table marks it). Prints a table and writes bench/results/large_image_rss.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -29,153 +36,155 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from fcnlab.seg.tiling import DEFAULT_TILE_PX, EXACT_MARGIN_PX, padded_size, tile_windows  # noqa: E402
+from fcnlab.core.io import MAX_IMAGE_PIXELS  # noqa: E402
+from fcnlab.seg.tiling import EXACT_MARGIN_PX  # noqa: E402
 
-HEAD_WIDTH = 512           # params.yaml's fcn.head_width
-BAND_ROWS = 256            # rows generated at a time when writing the test image
+GRID_PX = 32               # pieces start on the grid FCN-8s' pools see
+BAND_ROWS = 1024           # rows generated at a time
+# `fcnlab segment` with the pixel cap raised to argv[1] (for images over MAX_IMAGE_PIXELS only)
+SEGMENT_OVER_THE_CAP = ("import sys, PIL.Image, fcnlab.core.io as io; "
+                        "io.MAX_IMAGE_PIXELS = PIL.Image.MAX_IMAGE_PIXELS = int(sys.argv[1]); "
+                        "from fcnlab.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
-def main():
-    args = parse_args()
-    if args.worker:
-        print(json.dumps(run_worker(args)))
-        return
-    untiled = [measure("untiled", args, side=side) for side in args.untiled_sides]
-    tiled = measure("tiled", args, side=args.side)
-    estimate = untiled_estimate(untiled, args.side)
-    report = {"side": args.side, "tile_px": args.tile_px, "margin_px": args.margin_px,
-              "head_width": HEAD_WIDTH, "tiled": tiled, "untiled_measured": untiled,
-              "untiled_estimate_for_side": estimate}
-    print_table(report)
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sides", default="8000,16000", help="comma-separated image sides, px")
+    parser.add_argument("--pieces", type=int, default=2, help="the image is cut into pieces x pieces")
+    parser.add_argument("--model", type=Path, help="a .keras FCN-8s (default: random weights, head width 512)")
+    parser.add_argument("--precision", default="auto", help="fcnlab segment --precision")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--workdir", type=Path, help="where images and masks go (default: a temporary folder)")
+    args = parser.parse_args()
+    Image.MAX_IMAGE_PIXELS = None            # this script reads and writes its own large images
+    with tempfile.TemporaryDirectory(prefix="fcnlab-large-", dir=args.workdir) as tmp:
+        work = Path(tmp)
+        model = args.model or random_model(work / "fcn8s_random.keras")
+        runs = [bench_side(int(side), model, work, args) for side in args.sides.split(",") if side.strip()]
+    report = {"date": datetime.date.today().isoformat(), "commit": commit(), "model": str(args.model or "random"),
+              "precision": args.precision, "pieces": args.pieces, "margin_px": EXACT_MARGIN_PX, "runs": runs}
     out = ROOT / "bench" / "results" / "large_image_rss.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
     print(f"wrote {out.relative_to(ROOT)}")
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--side", type=int, default=8000, help="the large image's side, px")
-    parser.add_argument("--tile-px", type=int, default=DEFAULT_TILE_PX)
-    parser.add_argument("--margin-px", type=int, default=EXACT_MARGIN_PX)
-    parser.add_argument("--untiled-sides", type=int, nargs="+", default=[1024, 1536, 2048],
-                        help="image sides at which the one-piece path is measured")
-    parser.add_argument("--worker", choices=["tiled", "untiled"], help=argparse.SUPPRESS)
-    return parser.parse_args()
-
-
-def measure(worker: str, args, side: int) -> dict:
-    command = [sys.executable, __file__, "--worker", worker, "--side", str(side),
-               "--tile-px", str(args.tile_px), "--margin-px", str(args.margin_px)]
-    print(f"running {worker} at {side} x {side} ...", flush=True)
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)   # stderr: progress
+def random_model(path: Path) -> Path:
+    """A random-weight FCN-8s of the default size (head width 512), saved in a subprocess."""
+    code = ("from fcnlab.core.quiet import quiet_tensorflow; quiet_tensorflow(); "
+            "import sys, keras; from fcnlab.core.io import save_model; from fcnlab.seg.model import fcn8s_vgg16; "
+            "keras.utils.set_random_seed(0); "
+            "save_model(fcn8s_vgg16(n_classes=2, head_width=512, encoder_weights='none'), sys.argv[1])")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{worker} worker failed (exit {done.returncode}); its messages are above")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"building the random model failed:\n{done.stderr[-3000:]}")
+    return path
 
 
-# --- Workers: each runs in its own process and prints one JSON line -------------------------------
+def bench_side(side: int, model: Path, work: Path, args) -> dict:
+    folder = work / f"side{side}"
+    folder.mkdir()
+    print(f"{side} x {side}: writing the image ...", flush=True)
+    image = generated_image(side)                                                  # S x S x 3
+    Image.fromarray(image).save(folder / "image.png", compress_level=1)
+    cores = piece_cores(side, args.pieces)
+    piece_paths = []
+    for row, (top, bottom) in enumerate(cores):
+        for col, (left, right) in enumerate(cores):
+            (t, b), (l, r) = with_context(top, bottom, side), with_context(left, right, side)
+            piece_paths.append(folder / f"piece_{row}_{col}.png")
+            Image.fromarray(image[t:b, l:r]).save(piece_paths[-1], compress_level=1)
+    del image
+    over_cap = side * side > MAX_IMAGE_PIXELS
+    print(f"{side} x {side}: segmenting the whole image{' (pixel cap raised)' if over_cap else ''} ...", flush=True)
+    whole = segment([folder / "image.png"], model, folder / "whole", args, cap=side * side if over_cap else None)
+    print(f"  {whole['seconds']} s, peak RSS {whole['peak_rss_mb']} MB; now the {len(piece_paths)} pieces ...",
+          flush=True)
+    pieces = segment(piece_paths, model, folder / "pieces", args, cap=None)
+    print(f"  {pieces['seconds']} s, peak RSS {pieces['peak_rss_mb']} MB", flush=True)
+    whole_mask = np.asarray(Image.open(folder / "whole" / "image_mask.png")) > 0           # S x S
+    differ = 0
+    for row, (top, bottom) in enumerate(cores):
+        for col, (left, right) in enumerate(cores):
+            (t, _), (l, _) = with_context(top, bottom, side), with_context(left, right, side)
+            piece = np.asarray(Image.open(folder / "pieces" / f"piece_{row}_{col}_mask.png")) > 0
+            core = piece[top - t:bottom - t, left - l:right - l]
+            differ += int(np.count_nonzero(core != whole_mask[top:bottom, left:right]))
+    return {"side": side, "megapixels": round(side * side / 1e6, 1), "pixel_cap_raised": over_cap,
+            "whole": whole, "pieces": pieces, "mask_pixels_differing": differ,
+            "mask_fraction_differing": differ / (side * side),
+            "foreground_fraction": round(float(whole_mask.mean()), 4)}
 
 
-def run_worker(args) -> dict:
-    import keras
-
-    from fcnlab.seg.model import fcn8s_vgg16
-    from fcnlab.seg.predict import predict_foreground
-
-    keras.utils.set_random_seed(0)
-    model = fcn8s_vgg16(head_width=HEAD_WIDTH, encoder_weights="none")
-    with tempfile.TemporaryDirectory() as tmp:
-        image = generated_image(Path(tmp) / "image.npy", args.side)     # side x side x 3 memmap
-        rss_before = peak_rss_bytes()
-        start = time.perf_counter()
-        if args.worker == "tiled":
-            from fcnlab.seg.tiling import predict_tiled
-
-            windows = len(tile_windows(args.side, args.side, args.tile_px, args.margin_px))
-            fg_probs = predict_tiled(with_progress(lambda tiles: predict_foreground(model, tiles),
-                                                   windows, start), image, args.tile_px, args.margin_px)
-        else:
-            from fcnlab.seg.predict import predict_foreground
-
-            fg_probs, windows = predict_foreground(model, np.array(image)[None])[0], 1   # read whole, one pass
-        seconds = time.perf_counter() - start
-        return {"side": args.side, "seconds": round(seconds, 1), "windows": windows,
-                "peak_rss_bytes": peak_rss_bytes(), "peak_rss_before_predicting_bytes": rss_before,
-                "mean_fg_prob": float(fg_probs.mean(dtype=np.float64))}
+def piece_cores(side: int, pieces: int) -> list[tuple[int, int]]:
+    """`pieces` consecutive (start, stop) spans covering 0..side, starting on the 32-px grid."""
+    bounds = [0] + [round(k * side / pieces / GRID_PX) * GRID_PX for k in range(1, pieces)] + [side]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
-def with_progress(predict_batch, windows: int, start: float):
-    """`predict_batch`, printing to stderr how many windows are done, the time and the peak RSS."""
-    done = 0
-
-    def predict_and_report(tiles):
-        nonlocal done
-        probabilities = predict_batch(tiles)
-        done += len(tiles)
-        print(f"  {done}/{windows} windows, {time.perf_counter() - start:.0f} s, "
-              f"peak RSS {peak_rss_bytes() / 2**30:.2f} GiB", file=sys.stderr, flush=True)
-        return probabilities
-
-    return predict_and_report
+def with_context(start: int, stop: int, side: int) -> tuple[int, int]:
+    return max(0, start - EXACT_MARGIN_PX), min(side, stop + EXACT_MARGIN_PX)
 
 
-def generated_image(path: Path, side: int) -> np.ndarray:
-    """A side x side x 3 uint8 image of smooth stripes and noise, written BAND_ROWS rows at a time
-    (never whole in memory) and returned as a read-only memmap."""
-    image = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(side, side, 3))
+def segment(images: list[Path], model: Path, out: Path, args, cap: int | None) -> dict:
+    """Run `fcnlab segment` on `images` in its own process: wall seconds and peak RSS."""
+    command = ["segment", *map(str, images), "--model", str(model), "--out", str(out), "--native",
+               "--precision", args.precision, "--threshold", str(args.threshold)]
+    prefix = ["-m", "fcnlab.cli"] if cap is None else ["-c", SEGMENT_OVER_THE_CAP, str(cap)]
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, *prefix, *command], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"fcnlab {' '.join(command)} failed:\n{output[-3000:]}")
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def generated_image(side: int) -> np.ndarray:
+    """A side x side x 3 uint8 image of smooth stripes and noise, made BAND_ROWS rows at a time."""
+    image = np.empty((side, side, 3), np.uint8)
     rng = np.random.default_rng(0)
     x = np.arange(side, dtype=np.float32)
     for top in range(0, side, BAND_ROWS):
         y = np.arange(top, min(top + BAND_ROWS, side), dtype=np.float32)[:, None]      # b x 1
         phase = np.stack([np.sin(x / 37 + y / 53), np.cos(x / 71 - y / 29),
                           np.sin((x + y) / 97)], axis=-1)                              # b x side x 3
-        noise = rng.normal(0, 20, phase.shape)
+        noise = rng.normal(0, 20, phase.shape).astype(np.float32)
         image[top:top + len(y)] = np.clip(128 + 90 * phase + noise, 0, 255).astype(np.uint8)
-    image.flush()
-    del image
-    return np.load(path, mmap_mode="r")
+    return image
 
 
-def peak_rss_bytes() -> int:
-    """The process's peak resident set size so far (VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (not Linux?)")
-
-
-# --- The estimate and the table --------------------------------------------------------------------
-
-
-def untiled_estimate(untiled: list[dict], side: int) -> dict:
-    """Least-squares line peak RSS = fixed + per_pixel * padded pixels through the measured runs,
-    evaluated at side x side."""
-    pixels = np.array([np.prod(padded_size(m["side"], m["side"])) for m in untiled], dtype=float)
-    peaks = np.array([m["peak_rss_bytes"] for m in untiled], dtype=float)
-    per_pixel, fixed = np.polyfit(pixels, peaks, 1) if len(untiled) > 1 else (peaks[0] / pixels[0], 0.0)
-    target = float(np.prod(padded_size(side, side)))
-    return {"bytes_per_pixel": round(float(per_pixel), 1), "fixed_bytes": int(fixed),
-            "peak_rss_bytes": int(fixed + per_pixel * target)}
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
 
 
 def print_table(report: dict) -> None:
-    gib = 2 ** 30
-    print(f"\nFCN-8s, head width {report['head_width']}, random weights; "
-          f"tile {report['tile_px']} px, margin {report['margin_px']} px")
-    print(f"{'path':<10} {'side':>6} {'windows':>8} {'seconds':>8} {'peak RSS GiB':>13}")
-    for m in report["untiled_measured"]:
-        print(f"{'untiled':<10} {m['side']:>6} {1:>8} {m['seconds']:>8} {m['peak_rss_bytes'] / gib:>13.2f}")
-    t = report["tiled"]
-    print(f"{'tiled':<10} {t['side']:>6} {t['windows']:>8} {t['seconds']:>8} {t['peak_rss_bytes'] / gib:>13.2f}")
-    e = report["untiled_estimate_for_side"]
-    print(f"{'untiled':<10} {report['side']:>6} {'(estimate)':>17} {e['peak_rss_bytes'] / gib:>13.2f}"
-          f"   = {e['fixed_bytes'] / gib:.2f} GiB + {e['bytes_per_pixel']:.0f} B/px")
+    """One row per side; "B/px added" is the growth of the whole run's peak RSS per pixel added
+    since the previous side (TensorFlow and the model are a fixed ~1.5 GB under it)."""
+    print(f"\nfcnlab segment --native, model {report['model']}, precision {report['precision']}; "
+          f"{report['pieces']}x{report['pieces']} pieces with {report['margin_px']} px of context")
+    print(f"{'side':>6} {'MP':>6} {'whole s':>8} {'whole RSS MB':>13} {'B/px added':>11} {'pieces s':>9} "
+          f"{'pieces RSS MB':>14} {'mask px differing':>18}")
+    previous = None
+    for run in report["runs"]:
+        added = ""
+        if previous is not None and run["side"] != previous["side"]:
+            grown = (run["whole"]["peak_rss_mb"] - previous["whole"]["peak_rss_mb"]) * 2 ** 20
+            added = f"{grown / (run['side'] ** 2 - previous['side'] ** 2):.1f}"
+        print(f"{run['side']:>6} {run['megapixels']:>6} {run['whole']['seconds']:>8} "
+              f"{run['whole']['peak_rss_mb']:>13} {added:>11} {run['pieces']['seconds']:>9} "
+              f"{run['pieces']['peak_rss_mb']:>14} {run['mask_pixels_differing']:>9} "
+              f"({run['mask_fraction_differing']:.2e}){'  cap raised' if run['pixel_cap_raised'] else ''}")
+        previous = run
 
 
 if __name__ == "__main__":
