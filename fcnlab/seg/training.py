@@ -83,8 +83,8 @@ def train_fcn(model, train_images, train_masks, val_images, val_masks, epochs: i
               steps_per_epoch: int | None = None) -> TrainingRecord:
     """Fit `model` in place on uint8 images (the model preprocesses them) and 0/1 masks.
 
-    Images and masks are arrays (N x H x W (x 3)) or lists of arrays of any sizes (memory-mapped
-    views of prepare-seg's shards, whose files are `train_shards`, stream from those). `control`
+    Images and masks are arrays (N x H x W (x 3)) or sequences of arrays of any sizes (prepare-seg's
+    splits, read image by image; their shard files `train_shards` are streamed). `control`
     (default: the seed's plain training) sets the loss, window cap, augmentation and the
     validation-IoU control of the module docstring. `steps_per_epoch` caps an epoch at that
     many batches (None: one full pass, `draws_per_pass`).
