@@ -112,7 +112,7 @@ def steps_rows(repeats: int = 4) -> list[dict]:
     rows = []
     for precision in ("float32", "bfloat16"):
         tf.keras.utils.set_random_seed(0)
-        model = fcn8s_vgg16(head_width=512)
+        model = fcn8s_vgg16(head_width=512, freeze_encoder=False)      # the default model: all trained
         work = model if precision == "float32" else with_dtype_policy(model, "mixed_bfloat16")
         twin = fast_twin(work)
         twin.compile(optimizer=FusedAdam(6e-4), loss="categorical_crossentropy")
