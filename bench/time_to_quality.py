@@ -70,7 +70,7 @@ def repro_row(label: str, code: Path) -> dict:
     total = round(time.perf_counter() - start, 1)
     metrics = json.loads((code / "reports/evaluate_iou/metrics.json").read_text())
     return {"part": "repro", "label": label, "seconds_total": total, "seconds": seconds,
-            "demo_test_mean_iou": metrics.get("mean_iou"), "demo_test_fg_iou": metrics.get("foreground_iou")}
+            "demo_test_mean_iou": metrics["miou"], "demo_test_fg_iou": metrics["fg_iou"]}
 
 
 def isbi_row(label: str, code: Path, data: str, work: Path) -> dict:

@@ -13,7 +13,7 @@ import pytest
 
 from fcnlab.seg.model import fcn8s_vgg16
 from fcnlab.seg.predict import predict_foreground, predict_images
-from fcnlab.seg.tiling import (EXACT_MARGIN_PX, check_tiling, needs_tiling, predict_any_size,
+from fcnlab.seg.tiling import (EXACT_MARGIN_PX, check_tiling, needs_tiling,
                                predict_tiled, read_padded_window, tile_windows)
 
 TOLERANCE = 1e-6            # float32 rounding; on CPU the stitched result is measured bit-identical
@@ -126,23 +126,6 @@ def test_needs_tiling_compares_the_padded_pixels_with_the_budget():
     assert not needs_tiling(1000, 1000, max_pixels=1024 * 1024)     # pads to 1024 x 1024
     assert needs_tiling(1025, 1000, max_pixels=1024 * 1024)         # pads to 1056 x 1024
     assert not needs_tiling(4000, 200, max_pixels=4000 * 224)
-
-
-def test_an_image_within_budget_is_predicted_in_one_piece():
-    image = random_image(300, 450, seed=1)
-    shapes = []
-    fg_probs = predict_any_size(lambda tiles: shapes.append(tiles.shape) or box_filter_probs(tiles),
-                                image, max_pixels=320 * 480, tile_px=128, margin_px=32)
-    assert shapes == [(1, 320, 480, 3)]
-    np.testing.assert_array_equal(fg_probs, whole_image(box_filter_probs, image))
-
-
-def test_an_image_over_budget_is_tiled():
-    image = random_image(300, 450, seed=1)
-    shapes = []
-    predict_any_size(lambda tiles: shapes.append(tiles.shape) or box_filter_probs(tiles),
-                     image, max_pixels=320 * 480 - 1, tile_px=128, margin_px=32)
-    assert len(shapes) == len(tile_windows(300, 450, 128, 32)) and shapes[0] == (1, 128, 128, 3)
 
 
 # --- FCN-8s: the exact margin ---------------------------------------------------------------------

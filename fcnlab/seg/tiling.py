@@ -76,17 +76,6 @@ class Window:
         return probabilities[_relative(self.keep_rows, self.rows), _relative(self.keep_cols, self.cols)]
 
 
-def predict_any_size(predict_batch: PredictBatch, image, max_pixels: int = DEFAULT_MAX_PIXELS,
-                     tile_px: int = DEFAULT_TILE_PX, margin_px: int = EXACT_MARGIN_PX,
-                     tiles_per_batch: int = 1) -> np.ndarray:
-    """H x W x 3 image -> H x W float32 foreground probabilities: in one piece if its padded size
-    has at most `max_pixels` pixels (`needs_tiling`), else with `predict_tiled`."""
-    height, width = _image_size(image)
-    if not needs_tiling(height, width, max_pixels):
-        tile_px, margin_px = max(padded_size(height, width)), 0    # one window: the whole image
-    return predict_tiled(predict_batch, image, tile_px, margin_px, tiles_per_batch)
-
-
 def needs_tiling(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
     """Whether an H x W image, once padded to multiples of 32, has more than `max_pixels` pixels."""
     if max_pixels < GRID_PX * GRID_PX:
