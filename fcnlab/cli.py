@@ -8,8 +8,8 @@
 
 This module only parses arguments and prints; the work is in `fcnlab.seg.segment`,
 `fcnlab.cae.digit_files`, `fcnlab.seg.export` and `fcnlab.report`.
-Exit status: 0 all files done, 1 some files failed (each named on stderr, the rest still done),
-2 bad arguments or an unusable model, 130 interrupted (Ctrl-C), 141 stdout closed by its reader
+Exit status: 0 all files done, 1 some files failed (each named on stderr, the rest still done)
+or an output could not be written, 2 bad arguments or an unusable model, 130 interrupted (Ctrl-C), 141 stdout closed by its reader
 (`fcnlab encode ... | head -1`), as for a tool stopped by SIGPIPE.
 
 Outputs are never overwritten without --force, and a folder is never replaced by a file. File
@@ -27,12 +27,18 @@ import re
 import sys
 from pathlib import Path
 
+from fcnlab import __version__
 from fcnlab.core.errors import FcnlabError
+from fcnlab.core.params import PRECISIONS
 from fcnlab.core.quiet import quiet_tensorflow
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141           # 128 + SIGINT, 128 + SIGPIPE, as shells report
 MAX_SCALE = 100
+
+
+class OutputNotWritten(FcnlabError):
+    """An output file or folder could not be written (exit 1, as a failed file; 2 is for usage)."""
 
 DESCRIPTION = """\
 Use fcnlab's trained models (written by `dvc repro`) on your own files.
@@ -166,6 +172,9 @@ def _run_command_line(argv: list[str] | None) -> int:
         status = args.run(args)
         sys.stdout.flush()              # a closed pipe shows here, not in Python's exit
         return status
+    except OutputNotWritten as err:
+        _say(f"error: {_one_line(err)}", sys.stderr)
+        return EXIT_SOME_FAILED
     except FcnlabError as err:
         _say(f"error: {_one_line(err)}", sys.stderr)
         return EXIT_USAGE
@@ -175,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="fcnlab", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"fcnlab {__version__}")
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
 
     segment = commands.add_parser(
@@ -191,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="foreground if probability > this, 0..1 (default: 0.5)")
     segment.add_argument("--native", action="store_true",
                          help="predict at each image's own size, not at the training scale")
-    segment.add_argument("--precision", default="auto", metavar="{auto,float32,bfloat16}",
+    segment.add_argument("--precision", default="auto", choices=PRECISIONS,
                          help="arithmetic of the network: bfloat16 is about 2x faster on CPUs with "
                               "AVX512-BF16 or AMX and on recent GPUs, slower elsewhere; "
                               "probabilities move by up to ~1e-2 (default: auto, bfloat16 where "
@@ -266,13 +276,11 @@ def run_segment(args) -> int:
     from fcnlab.core.io import load_model
     from fcnlab.seg import segment
     from fcnlab.seg.model import check_segmentation_model
-    from fcnlab.seg.speedups import PRECISIONS, emulated_bfloat16_warning, resolve_precision
+    from fcnlab.seg.speedups import emulated_bfloat16_warning, resolve_precision
 
-    if args.precision not in PRECISIONS:
-        raise FcnlabError(f"--precision: {args.precision!r} is not a precision; use one of {', '.join(PRECISIONS)}")
     args.precision = resolve_precision(args.precision)
     if warning := emulated_bfloat16_warning(args.precision, "segment", "--precision"):
-        _say(warning)
+        _say(warning, sys.stderr)
     model = load_model(args.model, check=check_segmentation_model)
     geometry = None if args.native else _training_geometry(args.model)
     _make_folder(args.out)
@@ -322,7 +330,7 @@ def run_decode(args) -> int:
     try:
         save_png(args.out, pixels, overwrite=args.force)
     except OSError as err:
-        raise FcnlabError(f"{args.out}: could not write it ({err}); choose another --out") from None
+        raise OutputNotWritten(f"{args.out}: could not write it ({err}); choose another --out") from None
     _say(f"decode: ({args.z1:g}, {args.z2:g}) -> {args.out} ({pixels.shape[1]} x {pixels.shape[0]} px)")
     return EXIT_OK
 
@@ -365,7 +373,7 @@ def run_encode(args) -> int:
         try:
             save_text(args.csv, text.getvalue(), overwrite=args.force)
         except OSError as err:
-            raise FcnlabError(f"{args.csv}: could not write it ({err}); choose another --csv") from None
+            raise OutputNotWritten(f"{args.csv}: could not write it ({err}); choose another --csv") from None
     where = "" if args.csv is None else f" to {args.csv}"
     _say(f"encode: {len(paths)} ok, {failed} failed; wrote {len(paths)} rows{where}", sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
@@ -388,7 +396,7 @@ def run_export(args) -> int:
     except ValueError as err:
         raise FcnlabError(f"{args.model}: {err}; choose another --image-size") from None
     except OSError as err:
-        raise FcnlabError(f"{args.out}: could not write the exported files ({err}); "
+        raise OutputNotWritten(f"{args.out}: could not write the exported files ({err}); "
                           "choose another --out") from None
 
     images = export.check_images(model, args.image_size)                          # 1 x H x W x 3
@@ -417,7 +425,7 @@ def run_report(args) -> int:
     except ValueError as err:
         raise FcnlabError(f"{args.dvc_yaml}: {err}; fix it as `dvc plots show` would need") from None
     except OSError as err:
-        raise FcnlabError(f"{args.out}: could not write it ({err}); choose another --out") from None
+        raise OutputNotWritten(f"{args.out}: could not write it ({err}); choose another --out") from None
     for missing in summary.missing:
         _say(f"report: missing {missing} (run its stage first: dvc repro)", sys.stderr)
     for unreadable in summary.unreadable:
@@ -539,7 +547,7 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise FcnlabError(f"{folder}: cannot create the output folder ({err}); "
+        raise OutputNotWritten(f"{folder}: cannot create the output folder ({err}); "
                           "choose another --out") from None
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fcnlab
 from fcnlab.cli import main
 from fcnlab.core.io import load_model, save_model
 from fcnlab.seg.arrays import load_test_predictions
@@ -30,6 +31,7 @@ from fcnlab.seg.figures import PREDICTION_FILL
 from fcnlab.seg.geometry import pad_to_multiple
 from fcnlab.seg.predict import predict_foreground
 from fcnlab.seg.sources import demo_segmentation
+from fcnlab.seg.speedups import emulated_bfloat16_warning
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("fcnlab")
@@ -312,8 +314,48 @@ def test_segment_refuses_an_unknown_precision_before_loading_anything(tmp_path, 
     status = main(["segment", str(image), "--model", str(tmp_path / "missing.keras"), "--out",
                    str(tmp_path / "out"), "--precision", "float16"])
     assert status == 2
-    assert "--precision: 'float16' is not a precision; use one of auto, float32, bfloat16" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert "argument --precision: invalid choice: 'float16' (choose from 'auto', 'float32', 'bfloat16')" in err
+    assert "missing.keras" not in err and not (tmp_path / "out").exists()
+
+
+def test_segment_sends_its_warnings_to_stderr_and_keeps_stdout_for_the_summary(models, tmp_path, capsys):
+    """bfloat16 on a CPU that emulates it warns (on stderr); on any CPU stdout holds only the
+    summary line, so `fcnlab segment ... > log` separates results from warnings."""
+    image = write_image(tmp_path / "scene.png", random_pixels((32, 32, 3), seed=7))
+    assert main(["segment", str(image), "--model", str(models["fcn"]), "--out", str(tmp_path / "out"),
+                 "--precision", "bfloat16"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [line for line in captured.out.splitlines() if line.startswith("segment: 1 ok")]
+    assert len(captured.out.splitlines()) == 1
+    if emulated_bfloat16_warning("bfloat16", "segment", "--precision"):
+        assert "warning: segment: --precision is bfloat16" in captured.err
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"fcnlab {fcnlab.__version__}"
+    result = run_installed("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"fcnlab {fcnlab.__version__}"
+
+
+@pytest.mark.parametrize("command", ["decode", "encode", "segment"])
+def test_an_output_that_cannot_be_written_exits_1_with_one_line(models, tmp_path, capsys, command):
+    """Exit 1 is for work that failed (here: the output's folder is a file); 2 stays for usage."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    stroke = np.zeros((28, 28), np.uint8)
+    stroke[6:22, 12:16] = 255                                  # a "1", white on black as MNIST
+    digit = write_image(tmp_path / "digit.png", stroke)
+    argv = {
+        "decode": ["decode", "0", "0", "--decoder", str(models["decoder"]), "--out", str(blocker / "x.png")],
+        "encode": ["encode", str(digit), "--encoder", str(models["encoder"]), "--csv", str(blocker / "z.csv")],
+        "segment": ["segment", str(digit), "--model", str(models["fcn"]), "--native", "--out", str(blocker / "masks")],
+    }[command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(blocker) in err[0], err
+    assert blocker.read_text() == "not a folder"
 
 
 def test_segment_refuses_two_inputs_that_would_write_the_same_outputs(models, tmp_path, capsys):

@@ -24,6 +24,8 @@ import yaml
 
 from fcnlab.core.errors import FcnlabError
 
+PRECISIONS = ("auto", "float32", "bfloat16")   # what fcn.precision, evaluate.precision and --precision may say
+
 SHOWN_CHARS = 80  # how much of a wrong value an error message repeats
 
 # Every key of params.yaml, by section; "seg.demo" is the section nested in seg under "demo".

@@ -34,10 +34,10 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from fcnlab.core.params import PRECISIONS
 from fcnlab.seg.model import HEAD_LAYER_NAMES
 
 SKIP_FEATURES = ("block3_pool", "block4_pool", "block5_pool")
-PRECISIONS = ("auto", "float32", "bfloat16")   # what a param may say; "auto" is resolved first
 
 # Use the padding-free form only where it saves at least this fraction of the products: on
 # large maps the padding is a thin border and one convolution beats many matrix products.
