@@ -20,7 +20,7 @@ except where a probability sits within float rounding of the threshold. The mode
 or by default a random-weight FCN-8s of the default size (head width 512). fcnlab reads at most
 `fcnlab.core.io.MAX_IMAGE_PIXELS` (100 megapixels) an image and no command lifts that; for a
 larger side this benchmark raises the cap inside its `fcnlab segment` subprocess only (the
-table marks it). Prints a table and writes bench/results/large_image_rss.json.
+table marks it). Prints a table and appends a line to bench/results/large_image_rss.jsonl.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from machine import commit, cpu_flags                # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,13 +68,14 @@ def main() -> None:
         work = Path(tmp)
         model = args.model or random_model(work / "fcn8s_random.keras")
         runs = [bench_side(int(side), model, work, args) for side in args.sides.split(",") if side.strip()]
-    report = {"date": datetime.date.today().isoformat(), "commit": commit(), "model": str(args.model or "random"),
+    report = {"date": datetime.date.today().isoformat(), "commit": commit(), "cpu_flags": cpu_flags(), "model": str(args.model or "random"),
               "precision": args.precision, "pieces": args.pieces, "margin_px": EXACT_MARGIN_PX, "runs": runs}
-    out = ROOT / "bench" / "results" / "large_image_rss.json"
+    out = ROOT / "bench" / "results" / "large_image_rss.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    with out.open("a") as results:                     # one line per run; earlier runs are kept
+        results.write(json.dumps(report) + "\n")
     print_table(report)
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"appended to {out.relative_to(ROOT)}")
 
 
 def random_model(path: Path) -> Path:
@@ -160,11 +163,6 @@ def generated_image(side: int) -> np.ndarray:
         noise = rng.normal(0, 20, phase.shape).astype(np.float32)
         image[top:top + len(y)] = np.clip(128 + 90 * phase + noise, 0, 255).astype(np.uint8)
     return image
-
-
-def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 def print_table(report: dict) -> None:

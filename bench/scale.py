@@ -32,7 +32,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 from PIL import Image
+
+from machine import commit, cpu_flags                # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "scale.jsonl"
@@ -177,20 +178,6 @@ def print_table(rows: list[dict]) -> None:
     print(f"\nper unit: prepare-seg per image; train-fcn per step of {first['batch_size']} images "
           f"({first['steps']} steps at the first size; the validation pass subtracted, see the docstring); "
           "evaluate-iou and render-overlays per test image")
-
-
-def cpu_flags() -> str:
-    """The CPU's AVX flags, as `grep -o 'avx[^ ]*' /proc/cpuinfo | sort -u` lists them."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    return " ".join(sorted(set(re.findall(r"\bavx[^ \n]*", text)))) or "none"
-
-
-def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:

@@ -29,17 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_flags                # bench/machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 FCN_STAGES = ["prepare-seg", "train-fcn", "evaluate-iou", "render-overlays"]
 CAE_STAGES = ["prepare-mnist-subset", "train-cae", "plot-latent"]
-
-
-def cpu_flags() -> str:
-    text = Path("/proc/cpuinfo").read_text()
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
-    return " ".join(sorted(flag for flag in flags if flag.startswith(("avx", "amx"))))
 
 
 def fresh_clone(commit: str, scratch: Path, name: str) -> Path:
