@@ -7,7 +7,7 @@
 
 Batch sizes are global: each step's batch is split evenly across all replicas of all workers,
 so the same params give the same optimisation on one device or on many (up to float rounding).
-`check_batch_size` refuses, up front, batch sizes that today's Keras cannot split that way.
+`check_batch_size` refuses, up front, batch sizes that Keras (3.15) cannot split that way.
 
 The caller creates the strategy first (a multi-worker one must exist before TensorFlow runs
 any op), builds and compiles the model inside `strategy.scope()`, and has every worker run
@@ -55,7 +55,7 @@ def training_strategy(name: str):
 def check_batch_size(batch_size: int, strategy, key: str, **split_sizes: int) -> None:
     """Refuse a global batch size whose batches would not split well over the strategy's replicas.
 
-    Two limits of today's Keras 3 (3.15) and TensorFlow (2.21) that a single device never meets:
+    Two limits of Keras 3.15 and TensorFlow 2.21 that a single device never meets:
     - Keras averages the first batch of `fit` (and of its validation) over the replicas to learn
       its shapes, which fails unless every replica gets as many examples: 17 + 16 for a batch
       of 33 on two replicas fails. So `batch_size` (or a smaller split's size) must divide evenly.
