@@ -61,6 +61,12 @@ def run_console(*args: str, cwd=ROOT, **popen) -> subprocess.Popen:
     return subprocess.Popen([str(CONSOLE_SCRIPT), *args], cwd=cwd, env=env, text=True, **popen)
 
 
+def default_sigint() -> None:
+    """Give the child the default SIGINT action: a shell without job control (`pytest &`) starts
+    its background jobs with SIGINT ignored, and the child would inherit that and never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def tree_state(root: Path, skip: Path | None = None) -> dict:
     """{relative path: (kind, size, mtime_ns)} of everything under `root` except `skip`."""
     state = {}
@@ -352,7 +358,7 @@ def test_21_5_ctrl_c_exits_130_with_one_line(models, tmp_path):
     images = [write_png(tmp_path / "in" / f"{i:03d}.png", pixels((64, 64, 3), seed=i)) for i in range(300)]
     process = run_console("segment", *map(str, images), "--model", str(models["fcn"]), "--out",
                           str(tmp_path / "out"), "--native", "--precision", "float32",
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     first = process.stderr.readline()                        # the first file's progress line
     while first and not first.startswith("segment [1/300]"):
         first = process.stderr.readline()
