@@ -1,6 +1,7 @@
 """Shared test helpers: the project root, and running a stage script as DVC would."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,12 @@ def run_script(script: str, *args: str, cwd=ROOT, env_extra=None, timeout=600):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
     return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def default_sigint() -> None:
+    """Give the child the default SIGINT action: a shell without job control (`pytest &`) starts
+    its background jobs with SIGINT ignored, and the child would inherit that and never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

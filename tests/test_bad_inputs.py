@@ -599,6 +599,7 @@ def assert_refused(result, ws: Workspace, stage: Stage, names: str) -> None:
     assert not written, f"files written under outputs/: {written}"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("stage_name, break_it, names",
                          [case[:1] + case[2:] for case in CASES],
                          ids=[f"{stage}:{case_id}" for stage, case_id, *_ in CASES])
@@ -618,6 +619,7 @@ def test_case_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("stage_name, prepare", [
     ("prepare-mnist-subset", None),
     ("prepare-seg", None),

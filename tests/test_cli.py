@@ -235,6 +235,7 @@ def test_segment_overlay_tints_the_foreground_and_leaves_the_background(models, 
     assert np.array_equal(overlay[mask], tinted)
 
 
+@pytest.mark.integration
 def test_segment_names_each_unreadable_file_once_and_still_does_the_others(models, tmp_path):
     good = [write_image(tmp_path / f"good{i}.png", random_pixels((32, 48, 3), seed=10 + i)) for i in range(2)]
     broken = tmp_path / "broken.png"

@@ -92,6 +92,7 @@ np.savez(sys.argv[1], *(encoder.get_weights() + decoder.get_weights()))
 """
 
 
+@pytest.mark.integration
 def test_mirrored_over_two_replicas_trains_like_one_device(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     log = tmp_path / "two_replicas.log"
@@ -227,6 +228,7 @@ def cae_workspace(tmp_path):
     return stage_args
 
 
+@pytest.mark.integration
 def test_stage_refuses_multi_worker_without_tf_config(tmp_path, cae_workspace):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     result = subprocess.run([sys.executable, str(ROOT / "stages" / "train_cae.py"),
@@ -251,6 +253,7 @@ def free_ports(n):
             s.close()
 
 
+@pytest.mark.integration
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, cae_workspace):
     codes, outputs, single = run_two_workers_and_one_process("train_cae.py", cae_workspace, tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -339,6 +342,7 @@ def run_two_workers_and_one_process(script, stage_args, tmp_path):
     return codes, [(tmp_path / f"worker{i}.log").read_text() for i in range(2)], single
 
 
+@pytest.mark.integration
 def test_two_fcn_workers_train_like_one_process_and_only_the_chief_writes(tmp_path, fcn_workspace):
     """Under the strategy FusedAdam falls back to Keras' Adam (the one process keeps FusedAdam):
     the same numbers up to float rounding, which is what the weight comparison checks."""

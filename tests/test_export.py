@@ -60,6 +60,7 @@ def exported(model, tmp_path_factory):
     return export.export_model(model, tmp_path_factory.mktemp("exported"), "fcn", FORMATS)
 
 
+@pytest.mark.integration
 def test_every_format_is_written_under_its_name(exported, tmp_path):
     assert list(exported) == list(FORMATS)
     assert exported["savedmodel"].name == "fcn_savedmodel" and exported["savedmodel"].is_dir()
@@ -70,12 +71,14 @@ def test_every_format_is_written_under_its_name(exported, tmp_path):
     assert leftovers == []                         # no temporary files of the atomic writes
 
 
+@pytest.mark.integration
 def test_the_saved_model_stores_each_weight_once(exported, model):
     """keras-team/keras#23553: `model.export` would store every float32 weight twice."""
     stored = sum(p.stat().st_size for p in (exported["savedmodel"] / "variables").glob("variables.data-*"))
     assert 4 * model.count_params() <= stored < 1.05 * 4 * model.count_params()
 
 
+@pytest.mark.integration
 def test_the_saved_model_signature_maps_image_to_probabilities(exported):
     import tensorflow as tf
 
@@ -84,6 +87,7 @@ def test_the_saved_model_signature_maps_image_to_probabilities(exported):
     assert list(serve.structured_outputs) == ["probabilities"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_format_gives_the_keras_probabilities(fmt, exported, model):
     images = demo_images(2, SIDE_PX, seed=1)
@@ -94,6 +98,7 @@ def test_each_format_gives_the_keras_probabilities(fmt, exported, model):
     assert np.abs(got - expected).max() <= PARITY_TOLERANCE
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_free_size_exports_take_other_sizes_and_batches(fmt, exported, model):
     images = demo_images(3, 96, seed=2)[:, :, :64]                     # 3 x 96 x 64 x 3

@@ -26,6 +26,8 @@ from fcnlab.seg.arrays import load_test_predictions
 from fcnlab.seg.geometry import training_scale_size
 from fcnlab.seg.shards import load_prepared_split
 
+pytestmark = pytest.mark.integration
+
 N_IMAGES = 6                 # 2 train, 2 val, 2 test at the fractions below
 
 

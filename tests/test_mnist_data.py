@@ -100,6 +100,7 @@ def test_digits_absent_from_the_data_are_named(tmp_path):
         prepare_mnist_subset(*load_mnist(str(path), 0.2, 0), digits=[0, 7], origin=str(path))
 
 
+@pytest.mark.integration
 def test_keras_source_offline_fails_with_one_line_saying_what_to_set(tmp_path, offline_env):
     params = tmp_path / "params.yaml"
     params.write_text("mnist: {source: keras, digits: [1, 5, 6], test_fraction: 0.2, seed: 0}\n")
@@ -112,6 +113,7 @@ def test_keras_source_offline_fails_with_one_line_saying_what_to_set(tmp_path, o
     assert not (tmp_path / "out").exists() and not (tmp_path / "summary.json").exists()
 
 
+@pytest.mark.integration
 def test_wrong_param_type_names_the_key(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("mnist: {source: embedded, digits: [1, 5, 6], test_fraction: 1.5, seed: 0}\n")

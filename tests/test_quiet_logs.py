@@ -148,12 +148,14 @@ def runs(tmp_path_factory):
     return results
 
 
+@pytest.mark.integration
 def test_import_fcnlab_leaves_import_machinery_environment_and_stderr_alone(runs):
     returncode, stdout, stderr = runs["import_fcnlab"]
     assert returncode == 0, stderr
     assert stdout.startswith("unchanged ")
 
 
+@pytest.mark.integration
 def test_a_stage_prints_no_tensorflow_line_but_the_load_time_ones(runs):
     """train-cae, run as DVC runs it: TensorFlow loads, finds no GPU, trains; its C++ and Python
     loggers say nothing (no CPU-instructions note, no `failed call to cuInit`)."""
@@ -163,6 +165,7 @@ def test_a_stage_prints_no_tensorflow_line_but_the_load_time_ones(runs):
     assert unexplained_lines(stderr) == []
 
 
+@pytest.mark.integration
 def test_the_cli_shows_its_warnings_and_errors_but_no_tensorflow_lines(runs):
     returncode, stdout, stderr = runs["cli"]
     assert returncode == 1                         # one file failed, the other was encoded
@@ -173,6 +176,7 @@ def test_the_cli_shows_its_warnings_and_errors_but_no_tensorflow_lines(runs):
     assert stdout.count("bright.png,") == 1
 
 
+@pytest.mark.integration
 def test_level_0_set_by_the_user_shows_what_the_default_hides(runs):
     """TF_CPP_MIN_LOG_LEVEL=0 asks for every line (the way to debug TensorFlow's start-up)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
@@ -184,6 +188,7 @@ def test_level_0_set_by_the_user_shows_what_the_default_hides(runs):
     assert CPU_NOTE not in runs["cli"][2]
 
 
+@pytest.mark.integration
 def test_python_warnings_and_tensorflow_errors_still_show(runs):
     returncode, stdout, stderr = runs["python_logging"]
     assert returncode == 0, stderr
@@ -193,6 +198,7 @@ def test_python_warnings_and_tensorflow_errors_still_show(runs):
     assert "fcnlab test: a TensorFlow note" not in stderr
 
 
+@pytest.mark.integration
 def test_training_the_cae_logs_no_error_looking_line(runs):
     """At level 2 (errors shown), train-cae's input stream has no parallel `map`, so op
     determinism logs nothing; the control below shows the line Keras' own array input would print."""
@@ -205,6 +211,7 @@ def test_training_the_cae_logs_no_error_looking_line(runs):
     assert "use_unbounded_threadpool" in control
 
 
+@pytest.mark.integration
 def test_the_load_time_lines_come_before_any_setting_is_read(runs):
     """Why LOAD_TIME_LINE is allowed above: loading TensorFlow's library, with no TensorFlow code
     run, prints the same lines at level 3 as at level 0. Only redirecting file descriptor 2

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, default_sigint
 from fcnlab.cli import main
 from fcnlab.core.errors import FcnlabError
 from fcnlab.core.io import (MAX_IMAGE_PIXELS, atomic_path, load_model, read_rgb_image, save_arrays, save_png,
@@ -59,12 +59,6 @@ def error_lines(text: str) -> list[str]:
 def run_console(*args: str, cwd=ROOT, **popen) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen([str(CONSOLE_SCRIPT), *args], cwd=cwd, env=env, text=True, **popen)
-
-
-def default_sigint() -> None:
-    """Give the child the default SIGINT action: a shell without job control (`pytest &`) starts
-    its background jobs with SIGINT ignored, and the child would inherit that and never see Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def tree_state(root: Path, skip: Path | None = None) -> dict:
@@ -346,6 +340,7 @@ def test_21_5_a_geometry_record_out_of_range_stops_segment_before_any_image(mode
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("stage_name, key", [("train-cae", "cae.seed"), ("train-fcn", "fcn.seed")])
 def test_21_5_a_seed_of_2_to_the_32_is_refused_by_the_training_stages(tmp_path, request, stage_name, key):
     stage = STAGES[stage_name]
@@ -354,6 +349,7 @@ def test_21_5_a_seed_of_2_to_the_32_is_refused_by_the_training_stages(tmp_path, 
     assert_refused(ws.run(stage), ws, stage, key)
 
 
+@pytest.mark.integration
 def test_21_5_ctrl_c_exits_130_with_one_line(models, tmp_path):
     images = [write_png(tmp_path / "in" / f"{i:03d}.png", pixels((64, 64, 3), seed=i)) for i in range(300)]
     process = run_console("segment", *map(str, images), "--model", str(models["fcn"]), "--out",
@@ -373,6 +369,7 @@ def test_21_5_ctrl_c_exits_130_with_one_line(models, tmp_path):
     assert written and all(re.fullmatch(r"\d{3}_(mask|overlay)\.png", name) for name in written)
 
 
+@pytest.mark.integration
 def test_21_5_a_closed_stdout_ends_encode_quietly(models, tmp_path):
     """`fcnlab encode ... | head -1`: the reader has gone before the CSV is written."""
     digit = write_png(tmp_path / "digit.png", pixels((28, 28), seed=14))

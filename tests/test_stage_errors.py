@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_script
+from conftest import ROOT, default_sigint, run_script
+
+pytestmark = pytest.mark.integration
 
 
 def prepare_mnist(tmp_path, summary, env_extra=None, params=ROOT / "params.yaml"):
@@ -75,7 +77,8 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     process = subprocess.Popen([sys.executable, str(ROOT / "stages" / "prepare_mnist_subset.py"),
                                 "--params", str(params), "--out", str(tmp_path / "prepared"),
                                 "--summary", str(tmp_path / "summary.json")],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_sigint)
     writer = None
     try:
         deadline = time.monotonic() + 120
