@@ -55,10 +55,16 @@ def offline_env(tmp_path):
             "NO_PROXY": "", "no_proxy": "", "KERAS_HOME": str(tmp_path / "keras_home")}
 
 
+# The files that take longest, longest first (measured with `pytest --durations=0`).
+LONGEST_FILES = ["test_pipeline.py", "test_bad_inputs.py", "test_team_remote.py",
+                 "test_geometry_end_to_end.py", "test_distributed.py"]
+
+
 def pytest_collection_modifyitems(items):
-    """The integration tests first: they are the longest file, so under two xdist workers the
-    other worker runs every other file meanwhile instead of waiting for them at the end."""
-    items.sort(key=lambda item: item.path.name != "test_pipeline.py")
+    """The longest files first: xdist hands each worker a whole file at a time, so the short
+    files fill the gaps at the end instead of one worker finishing a long file alone."""
+    rank = {name: index for index, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="module")
