@@ -31,6 +31,7 @@ from fcnlab import __version__
 from fcnlab.core.errors import FcnlabError
 from fcnlab.core.params import PRECISIONS
 from fcnlab.core.quiet import quiet_tensorflow
+from fcnlab.core.stage import print_unexpected_error
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141           # 128 + SIGINT, 128 + SIGPIPE, as shells report
@@ -178,6 +179,11 @@ def _run_command_line(argv: list[str] | None) -> int:
     except FcnlabError as err:
         _say(f"error: {_one_line(err)}", sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        raise                           # main ends quietly
+    except Exception as err:            # a bug, or a case fcnlab does not foresee
+        print_unexpected_error(err, f"fcnlab {args.command}", "every file it wrote is complete")
+        return EXIT_SOME_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:

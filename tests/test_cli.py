@@ -472,3 +472,32 @@ def test_a_missing_model_file_exits_2_with_one_line(tmp_path, capsys):
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none.keras" in err[0]
+
+
+# --- A failure fcnlab does not foresee -------------------------------------------------------------
+
+
+def a_bug(*args, **kwargs):
+    raise RuntimeError("an unforeseen failure\nover two lines")
+
+
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_an_unexpected_failure_is_one_line_naming_the_command_the_type_and_the_switch(
+        models, tmp_path, capsys, monkeypatch, debug):
+    import fcnlab.cae.digit_files
+
+    monkeypatch.setattr(fcnlab.cae.digit_files, "decoded_digit_image", a_bug)     # stands for a bug
+    monkeypatch.setenv("FCNLAB_DEBUG", debug)
+    out = tmp_path / "digit.png"
+    status = main(["decode", "0", "0", "--decoder", str(models["decoder"]), "--out", str(out)])
+    assert status == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: fcnlab decode failed unexpectedly: RuntimeError: an unforeseen failure over "
+                           "two lines; ")
+    assert "FCNLAB_DEBUG=1" in last
+    if debug:
+        assert err.startswith("Traceback (most recent call last):") and "in a_bug" in err
+    else:
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,5 @@
-"""What every stage script shares: argument parsing of paths, and one-line errors.
+"""What every stage script shares: argument parsing of paths, and one-line errors (the `fcnlab`
+commands end an unexpected failure with the same line, `print_unexpected_error`).
 
     from fcnlab.core.quiet import quiet_tensorflow
 
@@ -65,20 +66,14 @@ def _stage_name(main) -> str:
 
 def _exit_with_one_line(err: BaseException, stage: str) -> None:
     if isinstance(err, FcnlabError):
-        line, status = f"error: {err}", EXIT_FCNLAB_ERROR
+        print(f"error: {err}", file=sys.stderr)
+        status = EXIT_FCNLAB_ERROR
     elif isinstance(err, KeyboardInterrupt):
-        line, status = f"error: {stage}: interrupted; its outputs were removed", EXIT_INTERRUPTED
+        print(f"error: {stage}: interrupted; its outputs were removed", file=sys.stderr)
+        status = EXIT_INTERRUPTED
     else:
-        if os.environ.get(DEBUG_SWITCH, "") not in ("", "0"):
-            traceback.print_exception(err)
-        message = " ".join(str(err).split()) or "(no message)"
-        if len(message) > SHOWN_MESSAGE_CHARS:
-            message = message[:SHOWN_MESSAGE_CHARS - 3] + "..."
-        line = (f"error: {stage} failed unexpectedly: {type(err).__name__}: {message}; its outputs were "
-                f"removed. Rerun it with {DEBUG_SWITCH}=1 to see the traceback, and report it if the "
-                "inputs look right")
+        print_unexpected_error(err, stage, "its outputs were removed")
         status = EXIT_FAILED
-    print(line, file=sys.stderr)
     # Leave at once: the interpreter's teardown would run libraries' finalizers and atexit hooks
     # (dvclive's, Git objects' "Exception ignored in ..." notes) after the line, or write again
     # into the outputs just removed.
@@ -88,3 +83,17 @@ def _exit_with_one_line(err: BaseException, stage: str) -> None:
         except (OSError, ValueError):
             pass
     os._exit(status)
+
+
+def print_unexpected_error(err: BaseException, who: str, aftermath: str) -> None:
+    """One `error:` line on stderr for a failure fcnlab does not foresee (a bug, or a case it
+    does not handle): who failed, the exception's type and message, what became of the outputs,
+    and the switch that shows the traceback (printed above the line when it is set)."""
+    if os.environ.get(DEBUG_SWITCH, "") not in ("", "0"):
+        traceback.print_exception(err)
+    message = " ".join(str(err).split()) or "(no message)"
+    if len(message) > SHOWN_MESSAGE_CHARS:
+        message = message[:SHOWN_MESSAGE_CHARS - 3] + "..."
+    print(f"error: {who} failed unexpectedly: {type(err).__name__}: {message}; {aftermath}. Rerun it "
+          f"with {DEBUG_SWITCH}=1 to see the traceback, and report it if the inputs look right",
+          file=sys.stderr)
