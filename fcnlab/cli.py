@@ -8,9 +8,10 @@
 
 This module only parses arguments and prints; the work is in `fcnlab.seg.segment`,
 `fcnlab.cae.digit_files`, `fcnlab.seg.export` and `fcnlab.report`.
-Exit status: 0 all files done, 1 some files failed (each named on stderr, the rest still done)
-or an output could not be written, 2 bad arguments or an unusable model, 130 interrupted (Ctrl-C), 141 stdout closed by its reader
-(`fcnlab encode ... | head -1`), as for a tool stopped by SIGPIPE.
+Exit status: 0 all files done, 1 some files failed (each named on stderr, the rest still done),
+an output could not be written or an unexpected failure (one line; FCNLAB_DEBUG=1 shows the
+traceback), 2 bad arguments or an unusable model, 130 interrupted (Ctrl-C), 141 stdout closed by
+its reader (`fcnlab encode ... | head -1`), as for a tool stopped by SIGPIPE.
 
 Outputs are never overwritten without --force, and a folder is never replaced by a file. File
 names are printed with control characters escaped (\x1b, not a terminal escape sequence).
@@ -53,8 +54,8 @@ examples:
   fcnlab export --model models/fcn/fcn8s_vgg16.keras --out exported/
   fcnlab report --out reports/report.html
 
-exit status: 0 all done, 1 some input files failed (the others are still done), 2 bad
-arguments or an unusable model, 130 interrupted. No command overwrites an existing output
+exit status: 0 all done, 1 some input files failed (the others are still done) or an
+unexpected failure, 2 bad arguments or an unusable model, 130 interrupted. No command overwrites an existing output
 unless given --force. Run `fcnlab COMMAND --help` for each command's options."""
 
 SEGMENT_DESCRIPTION = """\
