@@ -55,8 +55,9 @@ examples:
   fcnlab report --out reports/report.html
 
 exit status: 0 all done, 1 some input files failed (the others are still done) or an
-unexpected failure, 2 bad arguments or an unusable model, 130 interrupted. No command overwrites an existing output
-unless given --force. Run `fcnlab COMMAND --help` for each command's options."""
+unexpected failure, 2 bad arguments or an unusable model, 130 interrupted. No command
+overwrites an existing output unless given --force. Run `fcnlab COMMAND --help` for each
+command's options."""
 
 SEGMENT_DESCRIPTION = """\
 Segment images with the FCN-8s model: write DIR/<stem>_mask.png (0 background, 255 foreground)
