@@ -171,8 +171,9 @@ def print_table(rows: list[dict]) -> None:
         for row in (row for row in rows if row["stage"] == stage):
             growth = [row["kb_per_added_image_vs_first"], row["kb_per_added_image_vs_previous"]]
             growth = ["" if value is None else f"{value:.2f}" for value in growth]
+            ratio = "" if row["time_ratio_vs_first"] is None else row["time_ratio_vs_first"]
             print(f"{stage:<16} {row['images']:>7} {row['seconds']:>8.1f} "
-                  f"{row['per_unit_s']:>10.4f}/{row['unit']:<4} {row['time_ratio_vs_first']:>8} "
+                  f"{row['per_unit_s']:>10.4f}/{row['unit']:<4} {ratio:>8} "
                   f"{row['peak_rss_mb']:>12.1f} {growth[0]:>13} {growth[1]:>10}")
     first = rows[0]
     print(f"\nper unit: prepare-seg per image; train-fcn per step of {first['batch_size']} images "
