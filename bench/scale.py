@@ -140,18 +140,18 @@ def with_rates(rows: list[dict]) -> list[dict]:
     by = {(row["images"], row["stage"]): row for row in rows}
     sizes = list(dict.fromkeys(row["images"] for row in rows))
     evaluations = [by[(n, "evaluate-iou")] for n in (sizes[0], sizes[-1])]
+    per_test_image = None       # one size: no marginal time, so no per-step time for train-fcn
     if len(sizes) > 1:          # the marginal time a test image adds, start-up cancelled
         per_test_image = ((evaluations[1]["seconds"] - evaluations[0]["seconds"])
                           / (evaluations[1]["test"] - evaluations[0]["test"]))
-    else:
-        per_test_image = evaluations[0]["seconds"] / evaluations[0]["test"]
     for row in rows:
         n, stage = row["images"], row["stage"]
         if stage == "prepare-seg":
             row["unit"], row["per_unit_s"] = "image", row["seconds"] / n
         elif stage == "train-fcn":
             row["unit"] = "step"
-            row["per_unit_s"] = max(0.0, row["seconds"] - row["val"] * per_test_image) / row["steps"]
+            row["per_unit_s"] = (None if per_test_image is None else
+                                 max(0.0, row["seconds"] - row["val"] * per_test_image) / row["steps"])
         else:
             row["unit"], row["per_unit_s"] = "image", row["seconds"] / row["test"]
         first, previous = by[(sizes[0], stage)], by[(sizes[max(0, sizes.index(n) - 1)], stage)]
@@ -159,9 +159,16 @@ def with_rates(rows: list[dict]) -> list[dict]:
             added = n - base["images"]
             row[f"kb_per_added_image_vs_{name}"] = (
                 None if added == 0 else round((row["peak_rss_mb"] - base["peak_rss_mb"]) * 1024 / added, 2))
-        row["time_ratio_vs_first"] = round(row["per_unit_s"] / first["per_unit_s"], 2) if first["per_unit_s"] else None
-        row["per_unit_s"] = round(row["per_unit_s"], 4)
+        row["time_ratio_vs_first"] = (round(row["per_unit_s"] / first["per_unit_s"], 2)
+                                      if row["per_unit_s"] is not None and first["per_unit_s"] else None)
+    for row in rows:
+        row["per_unit_s"] = None if row["per_unit_s"] is None else round(row["per_unit_s"], 4)
     return rows
+
+
+def _cell(value, spec: str) -> str:
+    """A table cell: `value` formatted by `spec`, or "-" where it cannot be measured (None)."""
+    return "-" if value is None else format(value, spec)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -169,12 +176,11 @@ def print_table(rows: list[dict]) -> None:
           f"{'peak RSS MB':>12} {'KB/added img':>13} {'(vs prev)':>10}")
     for stage in STAGES:
         for row in (row for row in rows if row["stage"] == stage):
-            growth = [row["kb_per_added_image_vs_first"], row["kb_per_added_image_vs_previous"]]
-            growth = ["" if value is None else f"{value:.2f}" for value in growth]
-            ratio = "" if row["time_ratio_vs_first"] is None else row["time_ratio_vs_first"]
-            print(f"{stage:<16} {row['images']:>7} {row['seconds']:>8.1f} "
-                  f"{row['per_unit_s']:>10.4f}/{row['unit']:<4} {ratio:>8} "
-                  f"{row['peak_rss_mb']:>12.1f} {growth[0]:>13} {growth[1]:>10}")
+            per_unit = f"{_cell(row['per_unit_s'], '.4f')}/{row['unit']}"
+            print(f"{stage:<16} {row['images']:>7} {row['seconds']:>8.1f} {per_unit:>15} "
+                  f"{_cell(row['time_ratio_vs_first'], ''):>8} {row['peak_rss_mb']:>12.1f} "
+                  f"{_cell(row['kb_per_added_image_vs_first'], '.2f'):>13} "
+                  f"{_cell(row['kb_per_added_image_vs_previous'], '.2f'):>10}")
     first = rows[0]
     print(f"\nper unit: prepare-seg per image; train-fcn per step of {first['batch_size']} images "
           f"({first['steps']} steps at the first size; the validation pass subtracted, see the docstring); "
